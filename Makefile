@@ -1,0 +1,57 @@
+# guided-diffusion in C. `make` builds build/libgd.a and the tools; `make test` runs every test.
+CC      ?= gcc
+PYTHON  ?= /usr/bin/python3
+OPT     ?= -O3 -march=native
+CFLAGS  ?= $(OPT)
+CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+LDLIBS  = -lopenblas -lcjson -lz -lm
+BUILD   ?= build
+
+LIB_SRC   = $(wildcard src/*.c)
+LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TOOLS     = ddpm-forward ddpm-bench
+TEST_SRC  = $(wildcard tests/test_*.c)
+
+.PHONY: all test check-fixtures bench fuzz asan clean
+all: $(BUILD)/libgd.a $(TOOLS:%=$(BUILD)/%)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+$(BUILD)/libgd.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/%: src/cli/%.c $(BUILD)/libgd.a
+	$(CC) $(CFLAGS) $< $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/gd-tests: $(TEST_SRC) tests/test.h $(BUILD)/libgd.a
+	$(CC) $(CFLAGS) $(TEST_SRC) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
+
+test: all $(BUILD)/gd-tests
+	./$(BUILD)/gd-tests
+
+# Regenerates the PyTorch fixtures in a temporary folder and compares them with tests/fixtures.
+check-fixtures:
+	$(PYTHON) tests/reference/gen_fixtures.py --check
+
+bench: all
+	PYTHON=$(PYTHON) sh scripts/bench.sh
+
+# Sanitized build of the library and tests in build-asan/.
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	    LDFLAGS="-fsanitize=address,undefined" test
+
+fuzz: build-fuzz/fuzz_safetensors
+	mkdir -p build-fuzz/corpus && cp tests/data/malformed/* tests/data/*.safetensors build-fuzz/corpus/
+	./build-fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus
+
+build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/safetensors.c include/gd_safetensors.h
+	mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude tests/fuzz_safetensors.c src/safetensors.c -lcjson -o $@
+
+clean:
+	rm -rf build build-asan build-fuzz

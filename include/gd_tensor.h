@@ -1,0 +1,143 @@
+/* Tensor core: a context owns tensor headers; op calls record a graph; a plan places every
+ * intermediate in one arena (reusing dead buffers when no backward is needed); compute and
+ * backward then run the same graph as often as wanted with no allocation.
+ *
+ * Shapes are in PyTorch order (ne[0] is the outermost dimension, NCHW for images) with
+ * row-major strides, so safetensors data and PyTorch dumps compare as flat buffers. */
+#ifndef GD_TENSOR_H
+#define GD_TENSOR_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define GD_MAX_DIMS 4
+#define GD_MAX_SRC 4
+
+typedef enum { GD_F32, GD_F16, GD_BF16, GD_I32 } gd_dtype;
+
+typedef enum {
+    GD_OP_NONE = 0,   /* leaf: parameter or input */
+    GD_OP_VIEW,       /* reshape of a contiguous tensor: shares its data */
+    GD_OP_CONVERT,    /* f16/bf16 -> f32 */
+    GD_OP_CONV2D,
+    GD_OP_LINEAR,
+    GD_OP_GROUP_NORM,
+    GD_OP_SILU,
+    GD_OP_ADD,        /* broadcast */
+    GD_OP_MUL,        /* broadcast */
+    GD_OP_SCALE,      /* x * constant */
+    GD_OP_SCALE_SHIFT,/* h * (1 + e[:, :C]) + e[:, C:] */
+    GD_OP_CONCAT,     /* along a dimension */
+    GD_OP_UPSAMPLE2X, /* nearest */
+    GD_OP_AVGPOOL2X,
+    GD_OP_BILINEAR,   /* align_corners=False */
+    GD_OP_ATTENTION,  /* multi-head QKV attention over [N, 3C, T] */
+    GD_OP_SOFTMAX,
+    GD_OP_LOG_SOFTMAX,
+    GD_OP_TIMESTEP_EMB,
+    GD_OP_EMBEDDING,
+    GD_OP_MEAN,       /* over trailing dims from `dim` on, keepdim */
+    GD_OP_SELECT,     /* index one position of a dimension, dropping it */
+    GD_OP_GATHER,     /* x[n, idx[n]] */
+    GD_OP_COUNT
+} gd_op;
+
+enum {
+    GD_FLAG_PARAM = 1,      /* trainable weight: gets a gradient when the graph has backward */
+    GD_FLAG_INPUT = 2,      /* data supplied by the caller before compute */
+    GD_FLAG_NEEDS_GRAD = 4, /* set on inputs by the caller; propagated to dependents */
+    GD_FLAG_OUTPUT = 8,     /* keep alive after compute */
+};
+
+typedef struct gd_tensor gd_tensor;
+struct gd_tensor {
+    gd_dtype dtype;
+    int ndim;
+    int64_t ne[GD_MAX_DIMS];
+    int64_t nb[GD_MAX_DIMS];  /* strides in elements */
+    gd_op op;
+    gd_tensor *src[GD_MAX_SRC];
+    int32_t ip[4];            /* integer op parameters */
+    float fp[2];              /* float op parameters */
+    int flags;
+    void *data;               /* set by the caller for leaves, by the plan for the rest */
+    float *grad;              /* set by the plan when the graph has a backward */
+    int64_t offs, size;       /* plan bookkeeping (bytes) */
+    int last_use;             /* index of the last node reading this tensor */
+    char name[96];
+};
+
+typedef struct gd_ctx gd_ctx;
+
+/* A context holds up to max_tensors headers; nothing else is allocated until a plan. */
+gd_ctx *gd_ctx_new(int max_tensors);
+void gd_ctx_free(gd_ctx *ctx);
+const char *gd_last_error(void);
+void gd_set_error(const char *fmt, ...);
+
+gd_tensor *gd_new_tensor(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne);
+gd_tensor *gd_new_4d(gd_ctx *ctx, gd_dtype dt, int64_t n0, int64_t n1, int64_t n2, int64_t n3);
+gd_tensor *gd_new_2d(gd_ctx *ctx, gd_dtype dt, int64_t n0, int64_t n1);
+gd_tensor *gd_new_1d(gd_ctx *ctx, gd_dtype dt, int64_t n0);
+void gd_set_name(gd_tensor *t, const char *fmt, ...);
+int64_t gd_nelements(const gd_tensor *t);
+size_t gd_dtype_size(gd_dtype dt);
+int gd_is_contiguous(const gd_tensor *t);
+
+/* ---- ops: each records a node; shapes are checked here, not at compute time ---- */
+gd_tensor *gd_reshape(gd_ctx *ctx, gd_tensor *x, int ndim, const int64_t *ne);
+gd_tensor *gd_convert_f32(gd_ctx *ctx, gd_tensor *x);     /* identity for f32 */
+/* x [N,C,H,W], w [O,C,k,k], b [O] or NULL */
+gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad);
+/* x [..., in], w [out, in] (or [out, in, 1] as a Conv1d weight), b [out] or NULL: last dim */
+gd_tensor *gd_linear(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b);
+/* x [N,C,...]; gamma, beta [C] */
+gd_tensor *gd_group_norm(gd_ctx *ctx, gd_tensor *x, gd_tensor *gamma, gd_tensor *beta, int groups, float eps);
+gd_tensor *gd_silu(gd_ctx *ctx, gd_tensor *x);
+gd_tensor *gd_add(gd_ctx *ctx, gd_tensor *a, gd_tensor *b);   /* b broadcasts to a's shape */
+gd_tensor *gd_mul(gd_ctx *ctx, gd_tensor *a, gd_tensor *b);   /* b broadcasts to a's shape */
+gd_tensor *gd_scale(gd_ctx *ctx, gd_tensor *x, float s);
+/* h [N,C,H,W], e [N,2C]: h * (1 + e[:, :C]) + e[:, C:] */
+gd_tensor *gd_scale_shift(gd_ctx *ctx, gd_tensor *h, gd_tensor *e);
+gd_tensor *gd_concat(gd_ctx *ctx, gd_tensor *a, gd_tensor *b, int dim);
+gd_tensor *gd_upsample2x(gd_ctx *ctx, gd_tensor *x);
+gd_tensor *gd_avgpool2x(gd_ctx *ctx, gd_tensor *x);
+gd_tensor *gd_bilinear(gd_ctx *ctx, gd_tensor *x, int64_t oh, int64_t ow);
+/* qkv [N, 3C, T] -> [N, C, T]; new_order: q|k|v chunks (QKVAttention), else per-head
+ * [q_h k_h v_h] blocks (QKVAttentionLegacy). Logits are q.k/sqrt(d), softmax over keys. */
+gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order);
+gd_tensor *gd_softmax(gd_ctx *ctx, gd_tensor *x);      /* over the last dim */
+gd_tensor *gd_log_softmax(gd_ctx *ctx, gd_tensor *x);  /* over the last dim */
+/* t [N] f32 -> [N, dim]: [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(max_period) i / (dim/2)) */
+gd_tensor *gd_timestep_embedding(gd_ctx *ctx, gd_tensor *t, int dim, float max_period);
+/* w [K, D], idx [N] i32 -> [N, D] */
+gd_tensor *gd_embedding(gd_ctx *ctx, gd_tensor *w, gd_tensor *idx);
+gd_tensor *gd_mean(gd_ctx *ctx, gd_tensor *x, int dim); /* mean over dims >= dim, kept as size 1 */
+gd_tensor *gd_select(gd_ctx *ctx, gd_tensor *x, int dim, int64_t index);
+gd_tensor *gd_gather(gd_ctx *ctx, gd_tensor *x, gd_tensor *idx); /* x [N,K], idx [N] i32 -> [N] */
+
+/* ---- graphs ---- */
+typedef struct gd_graph gd_graph;
+/* Collects every node the outputs depend on, in execution order. */
+gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs);
+/* Places intermediates (and gradients when with_backward) in one arena. Leaves must have data
+ * or be GD_FLAG_INPUT (then the plan gives them a buffer too). Returns 0 or -1. */
+int gd_graph_plan(gd_graph *g, int with_backward);
+int gd_graph_compute(gd_graph *g);
+/* Seeds d(out) with dout (NULL = ones), zeroes and accumulates every gradient the graph needs:
+ * of inputs flagged GD_FLAG_NEEDS_GRAD and of parameters flagged GD_FLAG_PARAM. */
+int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout);
+void gd_graph_free(gd_graph *g);
+size_t gd_graph_arena_bytes(const gd_graph *g);
+double gd_graph_flops(const gd_graph *g);   /* forward multiply-adds x 2 */
+int gd_graph_n_nodes(const gd_graph *g);
+
+/* ---- runtime ---- */
+void gd_set_threads(int n);
+int gd_get_threads(void);
+const char *gd_build_info(void);
+
+float gd_f16_to_f32(uint16_t h);
+float gd_bf16_to_f32(uint16_t h);
+uint16_t gd_f32_to_f16(float f);
+uint16_t gd_f32_to_bf16(float f);
+#endif

@@ -1,0 +1,70 @@
+/* Library-internal declarations shared by the tensor core and the op families. */
+#ifndef GD_INTERNAL_H
+#define GD_INTERNAL_H
+#include "gd_tensor.h"
+
+#include <stdbool.h>
+
+struct gd_ctx {
+    gd_tensor *tensors;
+    int n, cap;
+    void **owned; /* host buffers owned by the context (random weights, test data) */
+    int n_owned, cap_owned;
+};
+
+/* Zero-filled buffer freed with the context. */
+void *gd_ctx_alloc(gd_ctx *ctx, size_t bytes);
+
+/* Records a node of dtype f32. NULL inputs propagate NULL so builders can check once at the end. */
+gd_tensor *gd_new_op(gd_ctx *ctx, gd_op op, int ndim, const int64_t *ne, gd_tensor *a, gd_tensor *b,
+                     gd_tensor *c);
+
+/* Kernels: forward writes t->data from its sources; backward reads t->grad and accumulates into
+ * the sources' grad (each may be NULL when that source needs no gradient). `work` is scratch of
+ * the size the op's work_floats asked for. */
+typedef struct {
+    const char *name;
+    void (*forward)(gd_tensor *t, float *work);
+    void (*backward)(gd_tensor *t, float *work);
+    size_t (*work_floats)(const gd_tensor *t, int backward);
+    double (*flops)(const gd_tensor *t);
+} gd_op_info;
+
+extern const gd_op_info gd_op_table[GD_OP_COUNT];
+
+#define GD_OP_DECL(name)                                 \
+    void gd_fwd_##name(gd_tensor *t, float *work);       \
+    void gd_bwd_##name(gd_tensor *t, float *work)
+
+GD_OP_DECL(view);
+GD_OP_DECL(convert);
+GD_OP_DECL(conv2d);
+GD_OP_DECL(linear);
+GD_OP_DECL(group_norm);
+GD_OP_DECL(silu);
+GD_OP_DECL(add);
+GD_OP_DECL(mul);
+GD_OP_DECL(scale);
+GD_OP_DECL(scale_shift);
+GD_OP_DECL(concat);
+GD_OP_DECL(upsample2x);
+GD_OP_DECL(avgpool2x);
+GD_OP_DECL(bilinear);
+GD_OP_DECL(attention);
+GD_OP_DECL(softmax);
+GD_OP_DECL(log_softmax);
+GD_OP_DECL(timestep_emb);
+GD_OP_DECL(embedding);
+GD_OP_DECL(mean);
+GD_OP_DECL(select);
+GD_OP_DECL(gather);
+
+size_t gd_work_conv2d(const gd_tensor *t, int backward);
+size_t gd_work_attention(const gd_tensor *t, int backward);
+double gd_flops_conv2d(const gd_tensor *t);
+double gd_flops_linear(const gd_tensor *t);
+double gd_flops_attention(const gd_tensor *t);
+
+#define F32(t) ((float *)(t)->data)
+
+#endif

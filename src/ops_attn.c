@@ -1,0 +1,117 @@
+/* Multi-head QKV attention over [N, 3C, T], both of ADM's channel orders. The attention matrix
+ * is never stored: backward recomputes it per head, so a backward graph costs T*T floats of
+ * scratch, not N*H*T*T of saved state. */
+#include "gd_internal.h"
+
+#include <cblas.h>
+#include <math.h>
+
+gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
+    if (!qkv) return NULL;
+    if (qkv->ndim != 3 || heads < 1 || qkv->ne[1] % (3 * heads)) {
+        gd_set_error("attention: '%s' must be [N, 3C, T] with C divisible by %d heads", qkv->name, heads);
+        return NULL;
+    }
+    int64_t ne[3] = {qkv->ne[0], qkv->ne[1] / 3, qkv->ne[2]};
+    gd_tensor *t = gd_new_op(ctx, GD_OP_ATTENTION, 3, ne, qkv, NULL, NULL);
+    if (t) {
+        t->ip[0] = heads;
+        t->ip[1] = new_order;
+    }
+    return t;
+}
+
+size_t gd_work_attention(const gd_tensor *t, int backward) {
+    size_t T = (size_t)t->ne[2];
+    return (backward ? 2 : 1) * T * T;
+}
+
+double gd_flops_attention(const gd_tensor *t) {
+    /* q.k and w.v: 2 * (2 * C * T * T) per sample */
+    return 4.0 * (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[2];
+}
+
+typedef struct {
+    int64_t N, C, T, H, d;
+    float s2; /* (d^-1/4)^2 applied to q.k */
+} attn_geom;
+
+static attn_geom geom(const gd_tensor *t) {
+    attn_geom g = {t->ne[0], t->ne[1], t->ne[2], t->ip[0], t->ne[1] / t->ip[0], 0};
+    float s = 1.0f / sqrtf(sqrtf((float)g.d));
+    g.s2 = s * s;
+    return g;
+}
+
+/* Offsets (in channels) of q, k, v of head h inside the 3C block. */
+static void qkv_offsets(const attn_geom *g, int new_order, int64_t h, int64_t off[3]) {
+    for (int p = 0; p < 3; p++) off[p] = new_order ? p * g->C + h * g->d : h * 3 * g->d + p * g->d;
+}
+
+/* w = softmax_s(s2 * q^T k) for one head; rows of w are queries. */
+static void attn_weights(const attn_geom *g, const float *q, const float *k, float *w) {
+    int T = (int)g->T, d = (int)g->d;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, g->s2, q, T, k, T, 0.0f, w, T);
+#pragma omp parallel for if (g->T * g->T > 16384)
+    for (int64_t r = 0; r < g->T; r++) {
+        float *row = w + r * g->T, m = row[0];
+        for (int64_t s = 1; s < g->T; s++) m = row[s] > m ? row[s] : m;
+        float sum = 0;
+        for (int64_t s = 0; s < g->T; s++) {
+            row[s] = expf(row[s] - m);
+            sum += row[s];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t s = 0; s < g->T; s++) row[s] *= inv;
+    }
+}
+
+void gd_fwd_attention(gd_tensor *t, float *work) {
+    attn_geom g = geom(t);
+    int T = (int)g.T, d = (int)g.d;
+    for (int64_t n = 0; n < g.N; n++)
+        for (int64_t h = 0; h < g.H; h++) {
+            int64_t off[3];
+            qkv_offsets(&g, t->ip[1], h, off);
+            const float *base = F32(t->src[0]) + n * 3 * g.C * g.T;
+            const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
+            attn_weights(&g, q, k, work);
+            float *a = F32(t) + (n * g.C + h * g.d) * g.T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, 1.0f, v, T, work, T, 0.0f, a, T);
+        }
+}
+
+void gd_bwd_attention(gd_tensor *t, float *work) {
+    gd_tensor *X = t->src[0];
+    if (!X->grad) return;
+    attn_geom g = geom(t);
+    int T = (int)g.T, d = (int)g.d;
+    float *w = work, *dw = work + g.T * g.T;
+    for (int64_t n = 0; n < g.N; n++)
+        for (int64_t h = 0; h < g.H; h++) {
+            int64_t off[3];
+            qkv_offsets(&g, t->ip[1], h, off);
+            const float *base = F32(X) + n * 3 * g.C * g.T;
+            float *gbase = X->grad + n * 3 * g.C * g.T;
+            const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
+            const float *da = t->grad + (n * g.C + h * g.d) * g.T;
+            attn_weights(&g, q, k, w);
+            /* dv = da . w ; dw = da^T . v */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, 1.0f, da, T, w, T, 1.0f,
+                        gbase + off[2] * g.T, T);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, 1.0f, da, T, v, T, 0.0f, dw, T);
+            /* softmax VJP in place: dl = w * (dw - sum_s dw * w) */
+#pragma omp parallel for if (g.T * g.T > 16384)
+            for (int64_t r = 0; r < g.T; r++) {
+                float *wr = w + r * g.T, *dr = dw + r * g.T;
+                double s = 0;
+                for (int64_t c = 0; c < g.T; c++) s += (double)dr[c] * wr[c];
+                for (int64_t c = 0; c < g.T; c++) dr[c] = wr[c] * (dr[c] - (float)s);
+            }
+            /* dq = s2 * k . dl^T ; dk = s2 * q . dl */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, g.s2, k, T, dw, T, 1.0f,
+                        gbase + off[0] * g.T, T);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, g.s2, q, T, dw, T, 1.0f,
+                        gbase + off[1] * g.T, T);
+        }
+}

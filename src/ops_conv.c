@@ -1,0 +1,258 @@
+/* conv2d (im2col + sgemm) and linear, forward and backward. sgemm is called from serial code
+ * and threads itself; the copy loops around it use OpenMP. */
+#include "gd_internal.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#define REQUIRE(cond, ...)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            gd_set_error(__VA_ARGS__);                                                             \
+            return NULL;                                                                           \
+        }                                                                                          \
+    } while (0)
+
+/* Samples are batched into one GEMM until it has about this many columns: small feature maps
+ * (8x8, 7x7) give sgemm too little work per call otherwise. */
+#define CONV_MIN_COLS 2048
+
+gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad) {
+    if (!x || !w) return NULL;
+    w = gd_convert_f32(ctx, w);
+    b = gd_convert_f32(ctx, b);
+    if (!w) return NULL;
+    REQUIRE(x->ndim == 4 && w->ndim == 4 && w->ne[1] == x->ne[1] && w->ne[2] == w->ne[3] && stride >= 1 && pad >= 0,
+            "conv2d: weight '%s' [%lld,%lld,%lld,%lld] does not fit input '%s' with %lld channels", w->name,
+            (long long)w->ne[0], (long long)w->ne[1], (long long)w->ne[2], (long long)w->ne[3], x->name,
+            (long long)x->ne[1]);
+    REQUIRE(!b || (b->ndim == 1 && b->ne[0] == w->ne[0]), "conv2d: bias '%s' must be [%lld]", b ? b->name : "",
+            (long long)w->ne[0]);
+    int64_t k = w->ne[2];
+    int64_t oh = (x->ne[2] + 2 * pad - k) / stride + 1, ow = (x->ne[3] + 2 * pad - k) / stride + 1;
+    REQUIRE(oh >= 1 && ow >= 1, "conv2d: input '%s' smaller than the kernel", x->name);
+    int64_t ne[4] = {x->ne[0], w->ne[0], oh, ow};
+    gd_tensor *t = gd_new_op(ctx, GD_OP_CONV2D, 4, ne, x, w, b);
+    if (t) {
+        t->ip[0] = stride;
+        t->ip[1] = pad;
+    }
+    return t;
+}
+
+typedef struct {
+    int64_t N, C, H, W, O, K, OH, OW, OHW, CKK, S, P, G;
+} conv_geom;
+
+static conv_geom geom(const gd_tensor *t) {
+    const gd_tensor *x = t->src[0], *w = t->src[1];
+    conv_geom g = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], t->ne[2], t->ne[3], 0, 0,
+                   t->ip[0], t->ip[1], 1};
+    g.OHW = g.OH * g.OW;
+    g.CKK = g.C * g.K * g.K;
+    g.G = (CONV_MIN_COLS + g.OHW - 1) / g.OHW;
+    if (g.G > g.N) g.G = g.N;
+    return g;
+}
+
+static int direct(const conv_geom *g) { return g->K == 1 && g->S == 1 && g->P == 0 && g->G == 1; }
+
+size_t gd_work_conv2d(const gd_tensor *t, int backward) {
+    (void)backward;
+    conv_geom g = geom(t);
+    size_t cols = (size_t)(g.G * g.OHW);
+    size_t w = direct(&g) ? 0 : (size_t)g.CKK * cols;
+    if (g.G > 1) w += (size_t)g.O * cols;
+    return w;
+}
+
+double gd_flops_conv2d(const gd_tensor *t) {
+    conv_geom g = geom(t);
+    return 2.0 * (double)g.N * (double)g.O * (double)g.OHW * (double)g.CKK;
+}
+
+/* col[(c*K + ky)*K + kx][j*OHW + oy*OW + ox] = x[n0 + j][c][oy*S - P + ky][ox*S - P + kx] */
+static void im2col(const conv_geom *g, const float *x, int64_t n0, int64_t G, float *col) {
+    int64_t cols = G * g->OHW;
+#pragma omp parallel for collapse(2)
+    for (int64_t r = 0; r < g->CKK; r++) {
+        for (int64_t j = 0; j < G; j++) {
+            int64_t c = r / (g->K * g->K), ky = (r / g->K) % g->K, kx = r % g->K;
+            const float *xc = x + ((n0 + j) * g->C + c) * g->H * g->W;
+            float *dst = col + r * cols + j * g->OHW;
+            for (int64_t oy = 0; oy < g->OH; oy++) {
+                int64_t iy = oy * g->S - g->P + ky;
+                float *d = dst + oy * g->OW;
+                if (iy < 0 || iy >= g->H) {
+                    memset(d, 0, sizeof(float) * (size_t)g->OW);
+                    continue;
+                }
+                const float *xr = xc + iy * g->W;
+                if (g->S == 1) {
+                    int64_t ox0 = g->P - kx > 0 ? g->P - kx : 0, ox1 = g->W + g->P - kx;
+                    if (ox1 > g->OW) ox1 = g->OW;
+                    for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
+                    if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->P + kx, sizeof(float) * (size_t)(ox1 - ox0));
+                    for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
+                } else {
+                    for (int64_t ox = 0; ox < g->OW; ox++) {
+                        int64_t ix = ox * g->S - g->P + kx;
+                        d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx[n0 + j][c] += col2im(dcol); parallel over channels, each of which owns its rows of dcol. */
+static void col2im(const conv_geom *g, const float *col, int64_t n0, int64_t G, float *dx) {
+    int64_t cols = G * g->OHW;
+#pragma omp parallel for collapse(2)
+    for (int64_t c = 0; c < g->C; c++) {
+        for (int64_t j = 0; j < G; j++) {
+            float *xc = dx + ((n0 + j) * g->C + c) * g->H * g->W;
+            for (int64_t ky = 0; ky < g->K; ky++)
+                for (int64_t kx = 0; kx < g->K; kx++) {
+                    const float *src = col + ((c * g->K + ky) * g->K + kx) * cols + j * g->OHW;
+                    for (int64_t oy = 0; oy < g->OH; oy++) {
+                        int64_t iy = oy * g->S - g->P + ky;
+                        if (iy < 0 || iy >= g->H) continue;
+                        for (int64_t ox = 0; ox < g->OW; ox++) {
+                            int64_t ix = ox * g->S - g->P + kx;
+                            if (ix >= 0 && ix < g->W) xc[iy * g->W + ix] += src[oy * g->OW + ox];
+                        }
+                    }
+                }
+        }
+    }
+}
+
+void gd_fwd_conv2d(gd_tensor *t, float *work) {
+    conv_geom g = geom(t);
+    const float *x = F32(t->src[0]), *w = F32(t->src[1]);
+    const float *b = t->src[2] ? F32(t->src[2]) : NULL;
+    float *y = F32(t);
+    for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
+        int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
+        const float *B;
+        if (direct(&g)) {
+            B = x + n0 * g.C * g.OHW;
+        } else {
+            im2col(&g, x, n0, G, work);
+            B = work;
+        }
+        float *out = g.G > 1 ? work + (direct(&g) ? 0 : g.CKK * g.G * g.OHW) : y + n0 * g.O * g.OHW;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)cols, (int)g.CKK, 1.0f, w,
+                    (int)g.CKK, B, (int)cols, 0.0f, out, (int)cols);
+        /* Scatter [O, G*OHW] back to NCHW and add the bias in the same pass. */
+#pragma omp parallel for collapse(2) if (G * g.O * g.OHW > 32768)
+        for (int64_t j = 0; j < G; j++)
+            for (int64_t o = 0; o < g.O; o++) {
+                float *d = y + ((n0 + j) * g.O + o) * g.OHW;
+                const float *s = out + o * cols + j * g.OHW;
+                float bo = b ? b[o] : 0.0f;
+                if (d != s)
+                    for (int64_t i = 0; i < g.OHW; i++) d[i] = s[i] + bo;
+                else if (b)
+                    for (int64_t i = 0; i < g.OHW; i++) d[i] += bo;
+            }
+    }
+}
+
+void gd_bwd_conv2d(gd_tensor *t, float *work) {
+    conv_geom g = geom(t);
+    gd_tensor *X = t->src[0], *Wt = t->src[1], *Bt = t->src[2];
+    const float *x = F32(X), *w = F32(Wt), *dy = t->grad;
+    if (Bt && Bt->grad) {
+        for (int64_t o = 0; o < g.O; o++) {
+            double s = 0;
+            for (int64_t n = 0; n < g.N; n++)
+                for (int64_t i = 0; i < g.OHW; i++) s += dy[(n * g.O + o) * g.OHW + i];
+            Bt->grad[o] += (float)s;
+        }
+    }
+    if (!X->grad && !Wt->grad) return;
+    for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
+        int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
+        float *col = direct(&g) ? NULL : work;
+        const float *dyg = dy + n0 * g.O * g.OHW;
+        if (g.G > 1) { /* gather dY into [O, G*OHW] */
+            float *st = work + (direct(&g) ? 0 : g.CKK * g.G * g.OHW);
+            for (int64_t j = 0; j < G; j++)
+                for (int64_t o = 0; o < g.O; o++)
+                    memcpy(st + o * cols + j * g.OHW, dy + ((n0 + j) * g.O + o) * g.OHW, sizeof(float) * (size_t)g.OHW);
+            dyg = st;
+        }
+        if (Wt->grad) {
+            const float *B = x + n0 * g.C * g.OHW;
+            if (col) {
+                im2col(&g, x, n0, G, col);
+                B = col;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)g.CKK, (int)cols, 1.0f, dyg,
+                        (int)cols, B, (int)cols, 1.0f, Wt->grad, (int)g.CKK);
+        }
+        if (X->grad) {
+            if (col) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
+                            (int)g.CKK, dyg, (int)cols, 0.0f, col, (int)cols);
+                col2im(&g, col, n0, G, X->grad);
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
+                            (int)g.CKK, dyg, (int)cols, 1.0f, X->grad + n0 * g.C * g.OHW, (int)cols);
+            }
+        }
+    }
+}
+
+/* ---- linear over the last dimension ---- */
+
+gd_tensor *gd_linear(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b) {
+    if (!x || !w) return NULL;
+    w = gd_convert_f32(ctx, w);
+    b = gd_convert_f32(ctx, b);
+    if (!w) return NULL;
+    int64_t in = x->ne[x->ndim - 1];
+    REQUIRE((w->ndim == 2 || (w->ndim == 3 && w->ne[2] == 1)) && w->ne[1] == in,
+            "linear: weight '%s' does not take %lld inputs from '%s'", w->name, (long long)in, x->name);
+    REQUIRE(!b || (b->ndim == 1 && b->ne[0] == w->ne[0]), "linear: bias '%s' must be [%lld]", b ? b->name : "",
+            (long long)w->ne[0]);
+    int64_t ne[GD_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) ne[i] = x->ne[i];
+    ne[x->ndim - 1] = w->ne[0];
+    return gd_new_op(ctx, GD_OP_LINEAR, x->ndim, ne, x, w, b);
+}
+
+double gd_flops_linear(const gd_tensor *t) {
+    return 2.0 * (double)gd_nelements(t) * (double)t->src[1]->ne[1];
+}
+
+void gd_fwd_linear(gd_tensor *t, float *work) {
+    (void)work;
+    int64_t out = t->ne[t->ndim - 1], in = t->src[1]->ne[1], rows = gd_nelements(t) / out;
+    float *y = F32(t);
+    const float *b = t->src[2] ? F32(t->src[2]) : NULL;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < out; o++) y[r * out + o] = b ? b[o] : 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, F32(t->src[0]),
+                (int)in, F32(t->src[1]), (int)in, 1.0f, y, (int)out);
+}
+
+void gd_bwd_linear(gd_tensor *t, float *work) {
+    (void)work;
+    gd_tensor *X = t->src[0], *Wt = t->src[1], *Bt = t->src[2];
+    int64_t out = t->ne[t->ndim - 1], in = Wt->ne[1], rows = gd_nelements(t) / out;
+    if (X->grad)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)in, (int)out, 1.0f, t->grad, (int)out,
+                    F32(Wt), (int)in, 1.0f, X->grad, (int)in);
+    if (Wt->grad)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f, t->grad, (int)out,
+                    F32(X), (int)in, 1.0f, Wt->grad, (int)in);
+    if (Bt && Bt->grad)
+        for (int64_t o = 0; o < out; o++) {
+            double s = 0;
+            for (int64_t r = 0; r < rows; r++) s += t->grad[r * out + o];
+            Bt->grad[o] += (float)s;
+        }
+}

@@ -1,0 +1,34 @@
+/* Runs every test table; the last line is "N passed, M failed" for CI. */
+#include "gd_tensor.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int gd_test_failures;
+
+extern const gd_test_case gd_tests_ops[], gd_tests_safetensors[], gd_tests_models[];
+
+int main(int argc, char **argv) {
+    const gd_test_case *tables[] = {gd_tests_ops, gd_tests_safetensors, gd_tests_models};
+    int passed = 0, failed = 0;
+    const char *only = argc > 1 ? argv[1] : NULL;
+    gd_set_threads(2);
+    for (size_t k = 0; k < sizeof tables / sizeof *tables; k++)
+        for (const gd_test_case *t = tables[k]; t->name; t++) {
+            if (only && !strstr(t->name, only)) continue;
+            gd_test_failures = 0;
+            printf("  %s\n", t->name);
+            fflush(stdout);
+            t->fn();
+            if (gd_test_failures) {
+                failed++;
+                printf("  FAILED: %s\n", t->name);
+            } else {
+                passed++;
+            }
+            fflush(stdout);
+        }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,327 @@
+/* Every op's backward against central finite differences of its forward, and the kernels with
+ * non-trivial indexing (conv2d, attention, bilinear) against naive double-precision loops. */
+#include "gd_tensor.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Deterministic N(0,1)-ish values (sum of uniforms): enough for tests, independent of libc. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double urand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static float nrand(void) {
+    double s = 0;
+    for (int i = 0; i < 12; i++) s += urand();
+    return (float)(s - 6.0);
+}
+
+typedef struct {
+    int ndim;
+    int64_t ne[4];
+    int kind; /* 0: f32 input with gradient, 1: i32 index in [0, ne_max), 2: f32 constant, 3: timestep */
+    int imax;
+} in_spec;
+
+typedef gd_tensor *(*build_fn)(gd_ctx *ctx, gd_tensor **in);
+
+/* L = sum(r * y) with fixed random r, accumulated in double. */
+static double loss(gd_graph *g, gd_tensor *y, const float *r) {
+    gd_graph_compute(g);
+    double L = 0;
+    for (int64_t i = 0; i < gd_nelements(y); i++) L += (double)r[i] * F32_AT(y, i);
+    return L;
+}
+
+static void fd_check(const char *name, int nin, const in_spec *spec, build_fn f, double h, double tol) {
+    gd_ctx *ctx = gd_ctx_new(256);
+    gd_tensor *in[8];
+    for (int i = 0; i < nin; i++) {
+        in[i] = gd_new_tensor(ctx, spec[i].kind == 1 ? GD_I32 : GD_F32, spec[i].ndim, spec[i].ne);
+        in[i]->flags = GD_FLAG_INPUT | (spec[i].kind == 0 || spec[i].kind == 3 ? GD_FLAG_NEEDS_GRAD : 0);
+        gd_set_name(in[i], "in%d", i);
+    }
+    gd_tensor *y = f(ctx, in);
+    CHECK(y != NULL, "%s: build failed: %s", name, gd_last_error());
+    if (!y) { gd_ctx_free(ctx); return; }
+    gd_graph *g = gd_graph_build(ctx, &y, 1);
+    CHECK(g && gd_graph_plan(g, 1) == 0, "%s: plan failed: %s", name, gd_last_error());
+    for (int i = 0; i < nin; i++) {
+        int64_t n = gd_nelements(in[i]);
+        for (int64_t k = 0; k < n; k++) {
+            if (spec[i].kind == 1) ((int32_t *)in[i]->data)[k] = (int32_t)(urand() * spec[i].imax) % spec[i].imax;
+            else if (spec[i].kind == 3) ((float *)in[i]->data)[k] = (float)(urand() * 3.0);
+            else ((float *)in[i]->data)[k] = nrand();
+        }
+    }
+    int64_t ny = gd_nelements(y);
+    float *r = malloc(sizeof(float) * (size_t)ny);
+    for (int64_t k = 0; k < ny; k++) r[k] = nrand();
+    gd_graph_compute(g);
+    gd_graph_backward(g, y, r);
+    double worst = 0, scale = 0;
+    for (int i = 0; i < nin; i++) {
+        if (!in[i]->grad) continue;
+        int64_t n = gd_nelements(in[i]);
+        float *x = in[i]->data;
+        float *an = malloc(sizeof(float) * (size_t)n);
+        memcpy(an, in[i]->grad, sizeof(float) * (size_t)n);
+        int64_t step = n > 96 ? n / 96 : 1;
+        for (int64_t k = 0; k < n; k += step) {
+            float x0 = x[k];
+            x[k] = (float)(x0 + h);
+            double lp = loss(g, y, r);
+            x[k] = (float)(x0 - h);
+            double lm = loss(g, y, r);
+            x[k] = x0;
+            double num = (lp - lm) / (2 * h), d = fabs(num - an[k]);
+            if (d > worst) worst = d;
+            if (fabs(num) > scale) scale = fabs(num);
+        }
+        free(an);
+    }
+    double rel = worst / (scale > 1e-6 ? scale : 1e-6);
+    printf("    %-28s max |analytic - numeric| / max |numeric| = %.2e\n", name, rel);
+    CHECK(rel <= tol, "%s: gradient error %.3e > %.1e", name, rel, tol);
+    free(r);
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+}
+
+#define S4(a, b, c, d) 4, {a, b, c, d}
+#define S3(a, b, c) 3, {a, b, c}
+#define S2(a, b) 2, {a, b}
+#define S1(a) 1, {a}
+
+static gd_tensor *b_conv3(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 1, 1); }
+static gd_tensor *b_conv3s2(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 2, 1); }
+static gd_tensor *b_conv1(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 1, 0); }
+static gd_tensor *b_linear(gd_ctx *c, gd_tensor **i) { return gd_linear(c, i[0], i[1], i[2]); }
+static gd_tensor *b_gn(gd_ctx *c, gd_tensor **i) { return gd_group_norm(c, i[0], i[1], i[2], 4, 1e-5f); }
+static gd_tensor *b_silu(gd_ctx *c, gd_tensor **i) { return gd_silu(c, i[0]); }
+static gd_tensor *b_add(gd_ctx *c, gd_tensor **i) { return gd_add(c, i[0], i[1]); }
+static gd_tensor *b_mul(gd_ctx *c, gd_tensor **i) { return gd_mul(c, i[0], i[1]); }
+static gd_tensor *b_scale(gd_ctx *c, gd_tensor **i) { return gd_scale(c, i[0], -0.37f); }
+static gd_tensor *b_ss(gd_ctx *c, gd_tensor **i) { return gd_scale_shift(c, i[0], i[1]); }
+static gd_tensor *b_cat1(gd_ctx *c, gd_tensor **i) { return gd_concat(c, i[0], i[1], 1); }
+static gd_tensor *b_cat2(gd_ctx *c, gd_tensor **i) { return gd_concat(c, i[0], i[1], 2); }
+static gd_tensor *b_up(gd_ctx *c, gd_tensor **i) { return gd_upsample2x(c, i[0]); }
+static gd_tensor *b_pool(gd_ctx *c, gd_tensor **i) { return gd_avgpool2x(c, i[0]); }
+static gd_tensor *b_bil(gd_ctx *c, gd_tensor **i) { return gd_bilinear(c, i[0], 11, 16); }
+static gd_tensor *b_att_l(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 0); }
+static gd_tensor *b_att_n(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 1); }
+static gd_tensor *b_sm(gd_ctx *c, gd_tensor **i) { return gd_softmax(c, i[0]); }
+static gd_tensor *b_lsm(gd_ctx *c, gd_tensor **i) { return gd_log_softmax(c, i[0]); }
+static gd_tensor *b_temb(gd_ctx *c, gd_tensor **i) { return gd_timestep_embedding(c, i[0], 8, 10000.0f); }
+static gd_tensor *b_emb(gd_ctx *c, gd_tensor **i) { return gd_embedding(c, i[0], i[1]); }
+static gd_tensor *b_mean(gd_ctx *c, gd_tensor **i) { return gd_mean(c, i[0], 2); }
+static gd_tensor *b_sel(gd_ctx *c, gd_tensor **i) { return gd_select(c, i[0], 2, 0); }
+static gd_tensor *b_gat(gd_ctx *c, gd_tensor **i) { return gd_gather(c, i[0], i[1]); }
+static gd_tensor *b_lsm_gat(gd_ctx *c, gd_tensor **i) { return gd_gather(c, gd_log_softmax(c, i[0]), i[1]); }
+static gd_tensor *b_reshape(gd_ctx *c, gd_tensor **i) {
+    int64_t ne[4] = {2, 6, 5, 1};
+    return gd_silu(c, gd_reshape(c, i[0], 4, ne));
+}
+
+static void test_grad_conv(void) {
+    in_spec a[] = {{S4(2, 3, 6, 5), 0, 0}, {S4(4, 3, 3, 3), 0, 0}, {S1(4), 0, 0}};
+    fd_check("conv2d 3x3 s1 p1", 3, a, b_conv3, 1e-2, 1e-3);
+    fd_check("conv2d 3x3 s2 p1", 3, a, b_conv3s2, 1e-2, 1e-3);
+    in_spec b[] = {{S4(3, 5, 4, 4), 0, 0}, {S4(6, 5, 1, 1), 0, 0}, {S1(6), 0, 0}};
+    fd_check("conv2d 1x1 (batched gemm)", 3, b, b_conv1, 1e-2, 1e-3);
+    in_spec c[] = {{S4(1, 4, 48, 48), 0, 0}, {S4(2, 4, 1, 1), 0, 0}, {S1(2), 0, 0}};
+    fd_check("conv2d 1x1 (direct gemm)", 3, c, b_conv1, 1e-2, 1e-3);
+}
+
+static void test_grad_dense(void) {
+    in_spec a[] = {{S2(3, 7), 0, 0}, {S2(5, 7), 0, 0}, {S1(5), 0, 0}};
+    fd_check("linear", 3, a, b_linear, 1e-2, 1e-3);
+    in_spec g[] = {{S4(2, 8, 3, 4), 0, 0}, {S1(8), 0, 0}, {S1(8), 0, 0}};
+    fd_check("group_norm", 3, g, b_gn, 1e-2, 1e-3);
+    in_spec s[] = {{S4(2, 3, 4, 5), 0, 0}};
+    fd_check("silu", 1, s, b_silu, 1e-2, 1e-3);
+    fd_check("scale", 1, s, b_scale, 1e-2, 1e-3);
+    in_spec ad[] = {{S4(2, 3, 4, 5), 0, 0}, {S4(2, 3, 4, 5), 0, 0}};
+    fd_check("add", 2, ad, b_add, 1e-2, 1e-3);
+    in_spec ab[] = {{S4(2, 3, 4, 5), 0, 0}, {S4(2, 3, 1, 1), 0, 0}};
+    fd_check("add broadcast [N,C,1,1]", 2, ab, b_add, 1e-2, 1e-3);
+    in_spec at[] = {{S3(2, 3, 5), 0, 0}, {S2(3, 5), 0, 0}};
+    fd_check("add broadcast trailing", 2, at, b_add, 1e-2, 1e-3);
+    fd_check("mul broadcast [N,C,1,1]", 2, ab, b_mul, 1e-2, 1e-3);
+    in_spec ss[] = {{S4(2, 3, 4, 5), 0, 0}, {S2(2, 6), 0, 0}};
+    fd_check("scale_shift", 2, ss, b_ss, 1e-2, 1e-3);
+    in_spec r[] = {{S3(2, 6, 5), 0, 0}};
+    fd_check("reshape (view)", 1, r, b_reshape, 1e-2, 1e-3);
+}
+
+static void test_grad_layout(void) {
+    in_spec c1[] = {{S4(2, 3, 4, 5), 0, 0}, {S4(2, 2, 4, 5), 0, 0}};
+    fd_check("concat dim 1", 2, c1, b_cat1, 1e-2, 1e-3);
+    in_spec c2[] = {{S3(2, 3, 1), 0, 0}, {S3(2, 3, 6), 0, 0}};
+    fd_check("concat dim 2", 2, c2, b_cat2, 1e-2, 1e-3);
+    in_spec u[] = {{S4(2, 3, 3, 4), 0, 0}};
+    fd_check("upsample2x nearest", 1, u, b_up, 1e-2, 1e-3);
+    in_spec p[] = {{S4(2, 3, 6, 7), 0, 0}};
+    fd_check("avgpool2x (odd width)", 1, p, b_pool, 1e-2, 1e-3);
+    in_spec bl[] = {{S4(2, 2, 5, 8), 0, 0}};
+    fd_check("bilinear 5x8 -> 11x16", 1, bl, b_bil, 1e-2, 1e-3);
+    in_spec m[] = {{S4(2, 3, 4, 5), 0, 0}};
+    fd_check("mean over H,W", 1, m, b_mean, 1e-2, 1e-3);
+    in_spec sl[] = {{S3(2, 3, 5), 0, 0}};
+    fd_check("select", 1, sl, b_sel, 1e-2, 1e-3);
+}
+
+static void test_grad_attention(void) {
+    in_spec a[] = {{S3(2, 3 * 8, 9), 0, 0}};
+    fd_check("attention legacy order", 1, a, b_att_l, 1e-2, 1e-3);
+    fd_check("attention new order", 1, a, b_att_n, 1e-2, 1e-3);
+    in_spec s[] = {{S2(3, 7), 0, 0}};
+    fd_check("softmax", 1, s, b_sm, 1e-2, 1e-3);
+    fd_check("log_softmax", 1, s, b_lsm, 1e-2, 1e-3);
+    in_spec gt[] = {{S2(4, 6), 0, 0}, {S1(4), 1, 6}};
+    fd_check("gather", 2, gt, b_gat, 1e-2, 1e-3);
+    fd_check("log_softmax -> gather", 2, gt, b_lsm_gat, 1e-2, 1e-3);
+    in_spec t[] = {{S1(3), 3, 0}};
+    fd_check("timestep_embedding (d/dt)", 1, t, b_temb, 1e-3, 1e-3);
+    in_spec e[] = {{S2(5, 4), 0, 0}, {S1(3), 1, 5}};
+    fd_check("embedding (d/dweight)", 2, e, b_emb, 1e-2, 1e-3);
+}
+
+/* ---- forward kernels against naive loops in double ---- */
+
+static double naive_conv(const float *x, const float *w, const float *b, int C, int H, int W, int O, int K,
+                         int S, int P, int n, int o, int oy, int ox) {
+    double s = b[o];
+    for (int c = 0; c < C; c++)
+        for (int ky = 0; ky < K; ky++)
+            for (int kx = 0; kx < K; kx++) {
+                int iy = oy * S - P + ky, ix = ox * S - P + kx;
+                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                    s += (double)x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * K + ky) * K + kx];
+            }
+    return s;
+}
+
+static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) {
+    gd_ctx *ctx = gd_ctx_new(16);
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, K, K),
+              *b = gd_new_1d(ctx, GD_F32, O);
+    x->flags = w->flags = b->flags = GD_FLAG_INPUT;
+    gd_tensor *y = gd_conv2d(ctx, x, w, b, S, P);
+    gd_graph *g = gd_graph_build(ctx, &y, 1);
+    gd_graph_plan(g, 0);
+    for (int64_t i = 0; i < gd_nelements(x); i++) ((float *)x->data)[i] = nrand();
+    for (int64_t i = 0; i < gd_nelements(w); i++) ((float *)w->data)[i] = nrand();
+    for (int64_t i = 0; i < O; i++) ((float *)b->data)[i] = nrand();
+    gd_graph_compute(g);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++)
+            for (int oy = 0; oy < y->ne[2]; oy++)
+                for (int ox = 0; ox < y->ne[3]; ox++) {
+                    double ref = naive_conv(x->data, w->data, b->data, C, H, W, O, K, S, P, n, o, oy, ox);
+                    double d = fabs(ref - F32_AT(y, ((n * O + o) * y->ne[2] + oy) * y->ne[3] + ox));
+                    if (d > worst) worst = d;
+                }
+    CHECK(worst < 1e-4 * sqrt((double)C * K * K), "conv %dx%d s%d p%d N%d %dx%d: max err %.3e", K, K, S, P, N, H, W,
+          worst);
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+}
+
+static void test_conv_forward(void) {
+    conv_case(1, 3, 7, 9, 5, 3, 1, 1);
+    conv_case(3, 4, 7, 7, 6, 3, 2, 1);   /* odd size, stride 2, batched */
+    conv_case(2, 8, 64, 64, 4, 3, 1, 1); /* per-sample gemm */
+    conv_case(5, 6, 4, 4, 3, 1, 1, 0);
+}
+
+static void test_attention_forward(void) {
+    int N = 2, H = 3, d = 4, C = H * d, T = 7;
+    for (int order = 0; order < 2; order++) {
+        gd_ctx *ctx = gd_ctx_new(8);
+        gd_tensor *qkv = gd_new_tensor(ctx, GD_F32, 3, (int64_t[]){N, 3 * C, T});
+        qkv->flags = GD_FLAG_INPUT;
+        gd_tensor *y = gd_attention(ctx, qkv, H, order);
+        gd_graph *g = gd_graph_build(ctx, &y, 1);
+        gd_graph_plan(g, 0);
+        float *q = qkv->data;
+        for (int i = 0; i < N * 3 * C * T; i++) q[i] = nrand();
+        gd_graph_compute(g);
+        double worst = 0;
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++) {
+                int qo = order ? h * d : h * 3 * d, ko = order ? C + h * d : h * 3 * d + d,
+                    vo = order ? 2 * C + h * d : h * 3 * d + 2 * d;
+                const float *b = q + n * 3 * C * T;
+                for (int t = 0; t < T; t++) {
+                    double lg[16], m = -1e300, s = 0;
+                    for (int u = 0; u < T; u++) {
+                        lg[u] = 0;
+                        for (int c = 0; c < d; c++) lg[u] += (double)b[(qo + c) * T + t] * b[(ko + c) * T + u];
+                        lg[u] /= sqrt((double)d);
+                        if (lg[u] > m) m = lg[u];
+                    }
+                    for (int u = 0; u < T; u++) s += exp(lg[u] - m);
+                    for (int c = 0; c < d; c++) {
+                        double a = 0;
+                        for (int u = 0; u < T; u++) a += exp(lg[u] - m) / s * b[(vo + c) * T + u];
+                        double dd = fabs(a - F32_AT(y, (n * C + h * d + c) * T + t));
+                        if (dd > worst) worst = dd;
+                    }
+                }
+            }
+        CHECK(worst < 1e-5, "attention order %d: max err %.3e", order, worst);
+        gd_graph_free(g);
+        gd_ctx_free(ctx);
+    }
+}
+
+/* Values from torch.nn.functional.interpolate(arange(4).view(1,1,1,4).float(), size=(1,6),
+ * mode="bilinear", align_corners=False): clamping at the left edge, the last pixel repeated at the right. */
+static void test_bilinear_values(void) {
+    gd_ctx *ctx = gd_ctx_new(8);
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, 1, 1, 1, 4);
+    x->flags = GD_FLAG_INPUT;
+    gd_tensor *y = gd_bilinear(ctx, x, 1, 6);
+    gd_graph *g = gd_graph_build(ctx, &y, 1);
+    gd_graph_plan(g, 0);
+    for (int i = 0; i < 4; i++) ((float *)x->data)[i] = (float)i;
+    gd_graph_compute(g);
+    const double ref[6] = {0.0, 0.5, 1.1666667461395264, 1.8333333730697632, 2.5, 3.0};
+    for (int i = 0; i < 6; i++) CHECK(fabs(F32_AT(y, i) - ref[i]) < 1e-6, "bilinear[%d] = %.8f, want %.8f", i, F32_AT(y, i), ref[i]);
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+}
+
+static void test_half_conversion(void) {
+    CHECK(gd_f16_to_f32(0x3c00) == 1.0f, "f16 1.0");
+    CHECK(gd_f16_to_f32(0xc000) == -2.0f, "f16 -2.0");
+    CHECK(gd_f16_to_f32(0x0001) == 5.9604644775390625e-08f, "f16 smallest subnormal");
+    CHECK(gd_f32_to_f16(65504.0f) == 0x7bff, "f16 max");
+    CHECK(gd_f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00, "f16 round half to even (down)");
+    CHECK(gd_f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "f16 round half to even (up)");
+    CHECK(gd_bf16_to_f32(0x3f80) == 1.0f, "bf16 1.0");
+    CHECK(gd_f32_to_bf16(1.00390625f) == 0x3f80, "bf16 tie to even");
+    for (int i = 0; i < 65536; i += 7) {
+        uint16_t h = (uint16_t)i;
+        if ((h & 0x7c00) == 0x7c00) continue;
+        CHECK(gd_f32_to_f16(gd_f16_to_f32(h)) == h || (h & 0x7fff) == 0, "f16 round trip %04x", h);
+    }
+}
+
+GD_TEST_TABLE(gd_tests_ops) = {
+    {"grad: conv2d", test_grad_conv},
+    {"grad: dense and element-wise", test_grad_dense},
+    {"grad: layout and resampling", test_grad_layout},
+    {"grad: attention, softmax, embeddings", test_grad_attention},
+    {"forward: conv2d vs naive", test_conv_forward},
+    {"forward: attention vs naive", test_attention_forward},
+    {"forward: bilinear vs PyTorch values", test_bilinear_values},
+    {"half-precision conversion", test_half_conversion},
+    {NULL, NULL},
+};
