@@ -1,0 +1,74 @@
+/* ADM networks: configs (keys mirror guided-diffusion's flags, see docs/config.md), weights
+ * (safetensors with guided-diffusion's state-dict names, or random for tests and benchmarks),
+ * and graph builders for UNetModel, SuperResModel and EncoderUNetModel. */
+#ifndef GD_MODEL_H
+#define GD_MODEL_H
+#include "gd_tensor.h"
+
+#include <stdbool.h>
+
+#define GD_MAX_LEVELS 8
+
+typedef enum { GD_NET_UNET, GD_NET_SUPERRES, GD_NET_CLASSIFIER } gd_net_kind;
+
+typedef struct {
+    gd_net_kind kind;
+    int image_size, in_channels, model_channels, num_res_blocks, num_classes;
+    int small_size;                   /* superres: low_res size (default image_size / 4) */
+    double channel_mult[GD_MAX_LEVELS];
+    int n_levels;
+    int attention_ds[GD_MAX_LEVELS];  /* downsample rates that carry attention */
+    int n_attention;
+    int num_heads, num_head_channels, num_heads_upsample;
+    bool use_scale_shift_norm, resblock_updown, use_new_attention_order;
+    bool learn_sigma, class_cond, null_class;
+    bool pool_attention;              /* classifier head: AttentionPool2d, else adaptive */
+    char *json;                       /* the config as given, for embedding in outputs */
+} gd_config;
+
+/* Parses a config object (docs/config.md); returns 0, or -1 with one line in err. */
+int gd_config_parse(const char *json, gd_config *cfg, char *err, size_t errlen);
+int gd_config_load(const char *path, gd_config *cfg, char *err, size_t errlen);
+void gd_config_free(gd_config *cfg);
+int gd_config_out_channels(const gd_config *cfg);   /* U-Net output channels */
+
+typedef struct gd_model gd_model;
+
+/* Opens a safetensors file; the config comes from config_path when given, else from the file's
+ * __metadata__["config"]. Errors are one line in err. */
+gd_model *gd_model_load(const char *path, const char *config_path, char *err, size_t errlen);
+/* Random weights (uniform in +-1/sqrt(fan_in); norms 1, biases 0), created on demand. */
+gd_model *gd_model_random(const gd_config *cfg, uint64_t seed);
+/* Shapes only (no data): for counting parameters and checking a config builds. */
+gd_model *gd_model_shapes(const gd_config *cfg);
+void gd_model_free(gd_model *m);
+const gd_config *gd_model_config(const gd_model *m);
+const char *gd_model_error(const gd_model *m);
+
+/* Network graph builders: record the forward pass into ctx and return its output (NULL on
+ * error, with gd_model_error naming the first missing or mis-shaped tensor).
+ * x [N,C,H,W] f32; t [N] f32 original timesteps; y [N] i32 labels or NULL; low_res [N,C,h,w]. */
+gd_tensor *gd_unet_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t, gd_tensor *y, gd_tensor *low_res);
+gd_tensor *gd_classifier_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t);
+/* After building: fails if the file holds tensors the network did not use (strict loading). */
+int gd_model_check_all_used(gd_model *m);
+/* Number of parameters handed out so far (the network's size after a build). */
+int64_t gd_model_param_count(const gd_model *m);
+int gd_model_tensor_count(const gd_model *m);
+
+/* A network ready to run at a fixed batch size: the graph is built and planned once, then
+ * forward (and for classifiers the input gradient) run as often as wanted with no allocation. */
+typedef struct gd_net gd_net;
+/* input_grad: classifiers only; also plans d/dx sum_n log_softmax(logits)[n, y_n]. */
+gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t errlen);
+void gd_net_free(gd_net *n);
+float *gd_net_x(gd_net *n);          /* [N, C, H, W] */
+float *gd_net_t(gd_net *n);          /* [N] original timesteps */
+int32_t *gd_net_y(gd_net *n);        /* [N] labels, NULL when the network takes none */
+float *gd_net_low_res(gd_net *n);    /* superres conditioning, else NULL */
+int gd_net_forward(gd_net *n);
+const gd_tensor *gd_net_output(const gd_net *n);  /* U-Net output or classifier logits */
+/* Runs forward and backward; grad [N,C,H,W] receives d/dx log p(y|x) per sample. */
+int gd_net_input_grad(gd_net *n, float *grad);
+const gd_graph *gd_net_graph(const gd_net *n);
+#endif

@@ -1,0 +1,249 @@
+/* Model weights: a safetensors file (mmapped; f32/f16/bf16 kept as stored) or random weights
+ * made on demand. Builders ask for tensors by state-dict name and shape; the first problem is
+ * kept as the model's error so the user sees which tensor is wrong. */
+#include "adm.h"
+#include "gd_safetensors.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *name;
+    gd_dtype dtype;
+    int ndim;
+    int64_t ne[GD_MAX_DIMS];
+    void *data;
+    bool owned, used;
+} param;
+
+struct gd_model {
+    gd_config cfg;
+    gd_st_file *st;   /* NULL for random weights */
+    param *p;
+    int n, cap;
+    uint64_t seed;
+    bool shapes_only; /* headers without data: counting and config checks */
+    char err[512];
+};
+
+static gd_model *model_new(void) { return calloc(1, sizeof(gd_model)); }
+
+static int add_param(gd_model *m, const char *name, gd_dtype dt, int ndim, const int64_t *ne, void *data, bool owned) {
+    if (m->n == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 256;
+        param *p = realloc(m->p, sizeof *p * (size_t)cap);
+        if (!p) return -1;
+        m->p = p;
+        m->cap = cap;
+    }
+    param *q = &m->p[m->n++];
+    memset(q, 0, sizeof *q);
+    q->name = strdup(name);
+    q->dtype = dt;
+    q->ndim = ndim;
+    for (int i = 0; i < ndim; i++) q->ne[i] = ne[i];
+    q->data = data;
+    q->owned = owned;
+    return q->name ? 0 : -1;
+}
+
+gd_model *gd_model_load(const char *path, const char *config_path, char *err, size_t errlen) {
+    gd_model *m = model_new();
+    if (!m) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    m->st = gd_st_open(path, err, errlen);
+    if (!m->st) goto fail;
+    if (config_path) {
+        if (gd_config_load(config_path, &m->cfg, err, errlen)) goto fail;
+    } else {
+        const char *js = gd_st_metadata(m->st, "config");
+        if (!js) {
+            snprintf(err, errlen, "%s: no config embedded (__metadata__.config); pass a config file", path);
+            goto fail;
+        }
+        char e2[400];
+        if (gd_config_parse(js, &m->cfg, e2, sizeof e2)) {
+            snprintf(err, errlen, "%s: embedded %s", path, e2);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < gd_st_count(m->st); i++) {
+        const gd_st_tensor *t = gd_st_get(m->st, i);
+        gd_dtype dt;
+        if (t->dtype == GD_ST_F32) dt = GD_F32;
+        else if (t->dtype == GD_ST_F16) dt = GD_F16;
+        else if (t->dtype == GD_ST_BF16) dt = GD_BF16;
+        else {
+            snprintf(err, errlen, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", path, t->name,
+                     gd_st_dtype_name(t->dtype));
+            goto fail;
+        }
+        if (t->ndim < 1 || t->ndim > GD_MAX_DIMS) {
+            snprintf(err, errlen, "%s: tensor '%s' has rank %d; weights have rank 1 to 4", path, t->name, t->ndim);
+            goto fail;
+        }
+        /* Mapped data is used in place when aligned for its dtype, else copied once. */
+        void *data = (void *)t->data;
+        bool owned = false;
+        size_t es = gd_dtype_size(dt);
+        if ((uintptr_t)data % es) {
+            data = malloc(t->nbytes ? t->nbytes : 1);
+            if (!data) {
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+            memcpy(data, t->data, t->nbytes);
+            owned = true;
+        }
+        if (add_param(m, t->name, dt, t->ndim, t->shape, data, owned)) {
+            if (owned) free(data);
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    return m;
+fail:
+    gd_model_free(m);
+    return NULL;
+}
+
+gd_model *gd_model_random(const gd_config *cfg, uint64_t seed) {
+    gd_model *m = model_new();
+    if (!m) return NULL;
+    m->cfg = *cfg;
+    m->cfg.json = cfg->json ? strdup(cfg->json) : NULL;
+    m->seed = seed ? seed : 1;
+    return m;
+}
+
+gd_model *gd_model_shapes(const gd_config *cfg) {
+    gd_model *m = gd_model_random(cfg, 1);
+    if (m) m->shapes_only = true;
+    return m;
+}
+
+void gd_model_free(gd_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) {
+        free(m->p[i].name);
+        if (m->p[i].owned) free(m->p[i].data);
+    }
+    free(m->p);
+    gd_st_close(m->st);
+    gd_config_free(&m->cfg);
+    free(m);
+}
+
+const gd_config *gd_model_config(const gd_model *m) { return &m->cfg; }
+const char *gd_model_error(const gd_model *m) { return m->err; }
+
+static void model_fail(gd_model *m, const char *fmt, ...) {
+    if (m->err[0]) return; /* keep the first problem: later ones are usually its consequences */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+}
+
+static param *find(gd_model *m, const char *name) {
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->p[i].name, name)) return &m->p[i];
+    return NULL;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static param *make_random(gd_model *m, const char *name, int ndim, const int64_t *ne) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= ne[i];
+    if (m->shapes_only) {
+        if (add_param(m, name, GD_F32, ndim, ne, NULL, false)) return NULL;
+        return &m->p[m->n - 1];
+    }
+    float *d = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!d) return NULL;
+    uint64_t s = m->seed;
+    for (const char *c = name; *c; c++) s = s * 1099511628211ull ^ (uint64_t)(unsigned char)*c;
+    size_t len = strlen(name);
+    bool is_weight = len > 7 && !strcmp(name + len - 7, ".weight");
+    if (ndim == 1) { /* norm scales 1, biases 0 */
+        for (int64_t i = 0; i < n; i++) d[i] = is_weight ? 1.0f : 0.0f;
+    } else {
+        double a = 1.0 / sqrt((double)(n / ne[0]));
+        for (int64_t i = 0; i < n; i++) d[i] = (float)(a * (2.0 * (double)(splitmix(&s) >> 11) / 9007199254740992.0 - 1.0));
+    }
+    if (add_param(m, name, GD_F32, ndim, ne, d, true)) {
+        free(d);
+        return NULL;
+    }
+    return &m->p[m->n - 1];
+}
+
+gd_tensor *gd_model_param(gd_ctx *ctx, gd_model *m, int ndim, const int64_t *ne, const char *fmt, ...) {
+    char name[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    param *p = find(m, name);
+    if (!p && !m->st) p = make_random(m, name, ndim, ne);
+    if (!p) {
+        model_fail(m, "missing tensor '%s'", name);
+        return NULL;
+    }
+    bool ok = p->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = p->ne[i] == ne[i];
+    if (!ok) {
+        char want[96] = "", got[96] = "";
+        for (int i = 0; i < ndim; i++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", i ? "," : "", (long long)ne[i]);
+        for (int i = 0; i < p->ndim; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)p->ne[i]);
+        model_fail(m, "tensor '%s' has shape [%s]; the config needs [%s]", name, got, want);
+        return NULL;
+    }
+    p->used = true;
+    gd_tensor *t = gd_new_tensor(ctx, p->dtype, ndim, ne);
+    if (!t) {
+        model_fail(m, "%s", gd_last_error());
+        return NULL;
+    }
+    t->data = p->data;
+    t->flags = GD_FLAG_PARAM;
+    gd_set_name(t, "%s", name);
+    return t;
+}
+
+int gd_model_check_all_used(gd_model *m) {
+    if (m->err[0]) return -1;
+    for (int i = 0; i < m->n; i++)
+        if (!m->p[i].used) {
+            model_fail(m, "unexpected tensor '%s' (not part of this config's network)", m->p[i].name);
+            return -1;
+        }
+    return 0;
+}
+
+int64_t gd_model_param_count(const gd_model *m) {
+    int64_t s = 0;
+    for (int i = 0; i < m->n; i++) {
+        int64_t n = 1;
+        for (int k = 0; k < m->p[i].ndim; k++) n *= m->p[i].ne[k];
+        if (m->p[i].used) s += n;
+    }
+    return s;
+}
+
+int gd_model_tensor_count(const gd_model *m) {
+    int c = 0;
+    for (int i = 0; i < m->n; i++) c += m->p[i].used;
+    return c;
+}

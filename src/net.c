@@ -1,0 +1,98 @@
+/* A planned network instance: inputs, graph, outputs. What samplers and tools run. */
+#include "adm.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gd_net {
+    gd_model *m;
+    gd_ctx *ctx;
+    gd_graph *g;
+    gd_tensor *x, *t, *y, *low_res, *out, *picked;
+};
+
+static gd_tensor *input(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne, const char *name, int flags) {
+    gd_tensor *t = gd_new_tensor(ctx, dt, ndim, ne);
+    if (t) {
+        t->flags = GD_FLAG_INPUT | flags;
+        gd_set_name(t, "%s", name);
+    }
+    return t;
+}
+
+gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t errlen) {
+    const gd_config *cfg = gd_model_config(m);
+    bool cls = cfg->kind == GD_NET_CLASSIFIER;
+    if (batch < 1) {
+        snprintf(err, errlen, "batch size must be positive");
+        return NULL;
+    }
+    if (input_grad && !cls) {
+        snprintf(err, errlen, "input gradients are planned for classifiers only");
+        return NULL;
+    }
+    gd_net *n = calloc(1, sizeof *n);
+    if (!n || !(n->ctx = gd_ctx_new(20000))) {
+        free(n);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    n->m = m;
+    int64_t S = cfg->image_size, C = cfg->in_channels, N = batch;
+    n->x = input(n->ctx, GD_F32, 4, (int64_t[]){N, C, S, S}, "x", input_grad ? GD_FLAG_NEEDS_GRAD : 0);
+    n->t = input(n->ctx, GD_F32, 1, &N, "t", 0);
+    if (cls && input_grad) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
+    if (!cls && cfg->class_cond) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
+    if (cfg->kind == GD_NET_SUPERRES) {
+        /* guided-diffusion's upsamplers are 4x (64->256, 128->512); the conditioning size is
+         * free in the network, so the tool reads it from the config's small_size if present. */
+        int64_t s = cfg->small_size > 0 ? cfg->small_size : S / 4;
+        n->low_res = input(n->ctx, GD_F32, 4, (int64_t[]){N, C, s, s}, "low_res", 0);
+    }
+    n->out = cls ? gd_classifier_build(n->ctx, m, n->x, n->t) : gd_unet_build(n->ctx, m, n->x, n->t, n->y, n->low_res);
+    if (!n->out || gd_model_check_all_used(m)) {
+        snprintf(err, errlen, "%s", gd_model_error(m)[0] ? gd_model_error(m) : gd_last_error());
+        gd_net_free(n);
+        return NULL;
+    }
+    gd_tensor *outs[2] = {n->out, NULL};
+    int nout = 1;
+    if (input_grad) {
+        n->picked = gd_gather(n->ctx, gd_log_softmax(n->ctx, n->out), n->y);
+        outs[nout++] = n->picked;
+    }
+    n->g = gd_graph_build(n->ctx, outs, nout);
+    if (!n->g || gd_graph_plan(n->g, input_grad)) {
+        snprintf(err, errlen, "%s", gd_last_error());
+        gd_net_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+void gd_net_free(gd_net *n) {
+    if (!n) return;
+    gd_graph_free(n->g);
+    gd_ctx_free(n->ctx);
+    free(n);
+}
+
+float *gd_net_x(gd_net *n) { return n->x->data; }
+float *gd_net_t(gd_net *n) { return n->t->data; }
+int32_t *gd_net_y(gd_net *n) { return n->y ? n->y->data : NULL; }
+float *gd_net_low_res(gd_net *n) { return n->low_res ? n->low_res->data : NULL; }
+const gd_tensor *gd_net_output(const gd_net *n) { return n->out; }
+const gd_graph *gd_net_graph(const gd_net *n) { return n->g; }
+
+int gd_net_forward(gd_net *n) { return gd_graph_compute(n->g); }
+
+int gd_net_input_grad(gd_net *n, float *grad) {
+    if (!n->picked) {
+        gd_set_error("network was not planned with an input gradient");
+        return -1;
+    }
+    if (gd_graph_compute(n->g) || gd_graph_backward(n->g, n->picked, NULL)) return -1;
+    memcpy(grad, n->x->grad, sizeof(float) * (size_t)gd_nelements(n->x));
+    return 0;
+}
