@@ -1,8 +1,10 @@
 /* Graph build, memory plan, forward execution and the reverse-mode sweep. */
 #include "gd_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const gd_op_info gd_op_table[GD_OP_COUNT] = {
     [GD_OP_VIEW] = {"view", gd_fwd_view, gd_bwd_view, NULL, NULL},
@@ -260,6 +262,32 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
     return 0;
 }
 
+/* GD_PROFILE=1 in the environment prints seconds per op kind after each compute/backward. */
+static double prof[2][GD_OP_COUNT];
+static int prof_on = -1;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_report(int bwd) {
+    fprintf(stderr, "profile (%s):", bwd ? "backward" : "forward");
+    for (int i = 1; i < GD_OP_COUNT; i++)
+        if (prof[bwd][i] > 0) fprintf(stderr, " %s %.3fs", gd_op_table[i].name, prof[bwd][i]);
+    fprintf(stderr, "\n");
+    memset(prof[bwd], 0, sizeof prof[bwd]);
+}
+
+static void run_node(gd_graph *g, gd_tensor *t, int bwd) {
+    const gd_op_info *info = &gd_op_table[t->op];
+    if (prof_on < 0) prof_on = getenv("GD_PROFILE") != NULL;
+    double t0 = prof_on ? now_s() : 0;
+    (bwd ? info->backward : info->forward)(t, g->work);
+    if (prof_on) prof[bwd][t->op] += now_s() - t0;
+}
+
 int gd_graph_compute(gd_graph *g) {
     if (!g->planned) {
         gd_set_error("graph computed before it was planned");
@@ -267,8 +295,9 @@ int gd_graph_compute(gd_graph *g) {
     }
     for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
-        if (t->op != GD_OP_NONE) gd_op_table[t->op].forward(t, g->work);
+        if (t->op != GD_OP_NONE) run_node(g, t, 0);
     }
+    if (prof_on > 0) prof_report(0);
     return 0;
 }
 
@@ -286,8 +315,9 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
     for (int64_t i = 0; i < ne; i++) out->grad[i] = dout ? dout[i] : 1.0f;
     for (int k = g->n - 1; k >= 0; k--) {
         gd_tensor *t = g->nodes[k];
-        if (t->op != GD_OP_NONE && t->grad) gd_op_table[t->op].backward(t, g->work);
+        if (t->op != GD_OP_NONE && t->grad) run_node(g, t, 1);
     }
+    if (prof_on > 0) prof_report(1);
     return 0;
 }
 

@@ -1,0 +1,113 @@
+/* ddpm-bench: times a network with random weights, the C side of scripts/bench.sh. */
+#include "gd_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ddpm-bench -c CONFIG.json [--mode unet|classifier] [--batch N] [-t THREADS] [--repeat R]\n"
+               "Times the network's forward pass (unet) or forward + input gradient (classifier) with random\n"
+               "weights; prints one JSON line with the median seconds and effective GFLOP/s.\n"
+               "example: ddpm-bench -c configs/adm64.json --batch 1 -t 2 --repeat 3\n");
+}
+
+int main(int argc, char **argv) {
+    const char *cfg_path = NULL, *mode = NULL;
+    int batch = 1, threads = 0, repeat = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!v) {
+            fprintf(stderr, "ddpm-bench: %s needs a value (or is unknown); see --help\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "-c") || !strcmp(a, "--config")) cfg_path = v;
+        else if (!strcmp(a, "--mode")) mode = v;
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = atoi(v);
+        else if (!strcmp(a, "--repeat")) repeat = atoi(v);
+        else {
+            fprintf(stderr, "ddpm-bench: unknown flag %s; see --help\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (!cfg_path || batch < 1 || repeat < 1 || repeat > 1000) {
+        fprintf(stderr, "ddpm-bench: need -c CONFIG, --batch >= 1, 1 <= --repeat <= 1000\n");
+        return 2;
+    }
+    if (threads > 0) gd_set_threads(threads);
+    char err[512];
+    gd_config cfg;
+    if (gd_config_load(cfg_path, &cfg, err, sizeof err)) {
+        fprintf(stderr, "ddpm-bench: %s\n", err);
+        return 2;
+    }
+    int cls = cfg.kind == GD_NET_CLASSIFIER;
+    if (mode && strcmp(mode, cls ? "classifier" : "unet")) {
+        fprintf(stderr, "ddpm-bench: --mode %s does not match the config's model\n", mode);
+        return 2;
+    }
+    gd_model *m = gd_model_random(&cfg, 1234);
+    gd_net *net = gd_net_new(m, batch, cls, err, sizeof err);
+    if (!net) {
+        fprintf(stderr, "ddpm-bench: %s\n", err);
+        return 2;
+    }
+    int64_t nx = (int64_t)batch * cfg.in_channels * cfg.image_size * cfg.image_size;
+    float *x = gd_net_x(net), *grad = malloc(sizeof(float) * (size_t)nx);
+    uint64_t s = 88172645463325252ull;
+    for (int64_t i = 0; i < nx; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
+    }
+    for (int i = 0; i < batch; i++) {
+        gd_net_t(net)[i] = (float)(500 + i);
+        if (gd_net_y(net)) gd_net_y(net)[i] = i % cfg.num_classes;
+    }
+    if (gd_net_low_res(net))
+        memset(gd_net_low_res(net), 0, sizeof(float) * (size_t)batch * cfg.in_channels * cfg.small_size * cfg.small_size);
+    double *runs = malloc(sizeof(double) * (size_t)repeat);
+    for (int r = -1; r < repeat; r++) { /* r = -1 is the warm-up */
+        double t0 = now();
+        int rc = cls ? gd_net_input_grad(net, grad) : gd_net_forward(net);
+        if (rc) {
+            fprintf(stderr, "ddpm-bench: %s\n", gd_last_error());
+            return 1;
+        }
+        if (r >= 0) runs[r] = now() - t0;
+    }
+    double sorted[1000];
+    memcpy(sorted, runs, sizeof(double) * (size_t)repeat);
+    qsort(sorted, (size_t)repeat, sizeof(double), cmp);
+    double med = repeat % 2 ? sorted[repeat / 2] : 0.5 * (sorted[repeat / 2 - 1] + sorted[repeat / 2]);
+    double flops = gd_graph_flops(gd_net_graph(net));
+    printf("{\"median_s\": %.6f, \"runs\": [", med);
+    for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
+    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
+           "\"params\": %lld, \"arena_mib\": %.1f}\n",
+           batch, gd_get_threads(), cls ? "classifier" : "unet", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
+           (long long)gd_model_param_count(m), gd_graph_arena_bytes(gd_net_graph(net)) / 1048576.0);
+    free(runs);
+    free(grad);
+    gd_net_free(net);
+    gd_model_free(m);
+    gd_config_free(&cfg);
+    return 0;
+}
