@@ -59,6 +59,10 @@ GD_OP_DECL(mean);
 GD_OP_DECL(select);
 GD_OP_DECL(gather);
 
+int gd_winograd_worth(int64_t N, int64_t H, int64_t W);
+size_t gd_winograd_work(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W);
+void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *w, int flip,
+                         int64_t O, const float *bias, float *y, int accumulate, float *work);
 size_t gd_work_conv2d(const gd_tensor *t, int backward);
 size_t gd_work_attention(const gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);

@@ -5,6 +5,20 @@
 
 #include <cblas.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Heads (and samples) run in parallel, one single-threaded GEMM chain per thread: small token
+ * counts (7x7, 14x14) give a threaded GEMM too little work. The plan reserves one scratch slice
+ * per thread it saw; compute never uses more threads than that. */
+static int slices(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
     if (!qkv) return NULL;
@@ -22,8 +36,10 @@ gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
 }
 
 size_t gd_work_attention(const gd_tensor *t, int backward) {
+    gd_tensor *m = (gd_tensor *)t; /* the plan records the slice count it sized for */
+    m->ip[2] = slices();
     size_t T = (size_t)t->ne[2];
-    return (backward ? 2 : 1) * T * T;
+    return (size_t)m->ip[2] * 2 * T * T;
 }
 
 double gd_flops_attention(const gd_tensor *t) {
@@ -45,40 +61,52 @@ static attn_geom geom(const gd_tensor *t) {
 
 /* Offsets (in channels) of q, k, v of head h inside the 3C block. */
 static void qkv_offsets(const attn_geom *g, int new_order, int64_t h, int64_t off[3]) {
-    for (int p = 0; p < 3; p++) off[p] = new_order ? p * g->C + h * g->d : h * 3 * g->d + p * g->d;
+    for (int p = 0; p < 3; p++)
+        off[p] = new_order ? p * g->C + h * g->d : h * 3 * g->d + p * g->d;
 }
 
 /* w = softmax_s(s2 * q^T k) for one head; rows of w are queries. */
 static void attn_weights(const attn_geom *g, const float *q, const float *k, float *w) {
     int T = (int)g->T, d = (int)g->d;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, g->s2, q, T, k, T, 0.0f, w, T);
-#pragma omp parallel for if (g->T * g->T > 16384)
     for (int64_t r = 0; r < g->T; r++) {
         float *row = w + r * g->T, m = row[0];
-        for (int64_t s = 1; s < g->T; s++) m = row[s] > m ? row[s] : m;
+        for (int64_t s = 1; s < g->T; s++)
+            m = row[s] > m ? row[s] : m;
         float sum = 0;
         for (int64_t s = 0; s < g->T; s++) {
             row[s] = expf(row[s] - m);
             sum += row[s];
         }
         float inv = 1.0f / sum;
-        for (int64_t s = 0; s < g->T; s++) row[s] *= inv;
+        for (int64_t s = 0; s < g->T; s++)
+            row[s] *= inv;
     }
+}
+
+static int nthreads(const gd_tensor *t, const attn_geom *g) {
+    int n = slices() < t->ip[2] ? slices() : t->ip[2];
+    return n < g->N * g->H ? n : (int)(g->N * g->H);
 }
 
 void gd_fwd_attention(gd_tensor *t, float *work) {
     attn_geom g = geom(t);
     int T = (int)g.T, d = (int)g.d;
-    for (int64_t n = 0; n < g.N; n++)
-        for (int64_t h = 0; h < g.H; h++) {
-            int64_t off[3];
-            qkv_offsets(&g, t->ip[1], h, off);
-            const float *base = F32(t->src[0]) + n * 3 * g.C * g.T;
-            const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
-            attn_weights(&g, q, k, work);
-            float *a = F32(t) + (n * g.C + h * g.d) * g.T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, 1.0f, v, T, work, T, 0.0f, a, T);
-        }
+#pragma omp parallel for num_threads(nthreads(t, &g)) schedule(dynamic)
+    for (int64_t nh = 0; nh < g.N * g.H; nh++) {
+        int64_t n = nh / g.H, h = nh % g.H, off[3];
+#ifdef _OPENMP
+        float *w = work + (size_t)omp_get_thread_num() * 2 * g.T * g.T;
+#else
+        float *w = work;
+#endif
+        qkv_offsets(&g, t->ip[1], h, off);
+        const float *base = F32(t->src[0]) + n * 3 * g.C * g.T;
+        const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
+        attn_weights(&g, q, k, w);
+        float *a = F32(t) + (n * g.C + h * g.d) * g.T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, 1.0f, v, T, w, T, 0.0f, a, T);
+    }
 }
 
 void gd_bwd_attention(gd_tensor *t, float *work) {
@@ -86,32 +114,37 @@ void gd_bwd_attention(gd_tensor *t, float *work) {
     if (!X->grad) return;
     attn_geom g = geom(t);
     int T = (int)g.T, d = (int)g.d;
-    float *w = work, *dw = work + g.T * g.T;
-    for (int64_t n = 0; n < g.N; n++)
-        for (int64_t h = 0; h < g.H; h++) {
-            int64_t off[3];
-            qkv_offsets(&g, t->ip[1], h, off);
-            const float *base = F32(X) + n * 3 * g.C * g.T;
-            float *gbase = X->grad + n * 3 * g.C * g.T;
-            const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
-            const float *da = t->grad + (n * g.C + h * g.d) * g.T;
-            attn_weights(&g, q, k, w);
-            /* dv = da . w ; dw = da^T . v */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, 1.0f, da, T, w, T, 1.0f,
-                        gbase + off[2] * g.T, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, 1.0f, da, T, v, T, 0.0f, dw, T);
-            /* softmax VJP in place: dl = w * (dw - sum_s dw * w) */
-#pragma omp parallel for if (g.T * g.T > 16384)
-            for (int64_t r = 0; r < g.T; r++) {
-                float *wr = w + r * g.T, *dr = dw + r * g.T;
-                double s = 0;
-                for (int64_t c = 0; c < g.T; c++) s += (double)dr[c] * wr[c];
-                for (int64_t c = 0; c < g.T; c++) dr[c] = wr[c] * (dr[c] - (float)s);
-            }
-            /* dq = s2 * k . dl^T ; dk = s2 * q . dl */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, g.s2, k, T, dw, T, 1.0f,
-                        gbase + off[0] * g.T, T);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, g.s2, q, T, dw, T, 1.0f,
-                        gbase + off[1] * g.T, T);
+#pragma omp parallel for num_threads(nthreads(t, &g)) schedule(dynamic)
+    for (int64_t nh = 0; nh < g.N * g.H; nh++) {
+        int64_t n = nh / g.H, h = nh % g.H, off[3];
+#ifdef _OPENMP
+        float *w = work + (size_t)omp_get_thread_num() * 2 * g.T * g.T;
+#else
+        float *w = work;
+#endif
+        float *dw = w + g.T * g.T;
+        qkv_offsets(&g, t->ip[1], h, off);
+        const float *base = F32(X) + n * 3 * g.C * g.T;
+        float *gbase = X->grad + n * 3 * g.C * g.T;
+        const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
+        const float *da = t->grad + (n * g.C + h * g.d) * g.T;
+        attn_weights(&g, q, k, w);
+        /* dv = da . w ; dw = da^T . v */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, 1.0f, da, T, w, T, 1.0f, gbase + off[2] * g.T,
+                    T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, 1.0f, da, T, v, T, 0.0f, dw, T);
+        /* softmax VJP in place: dl = w * (dw - sum_s dw * w) */
+        for (int64_t r = 0; r < g.T; r++) {
+            float *wr = w + r * g.T, *dr = dw + r * g.T;
+            double s = 0;
+            for (int64_t c = 0; c < g.T; c++)
+                s += (double)dr[c] * wr[c];
+            for (int64_t c = 0; c < g.T; c++)
+                dr[c] = wr[c] * (dr[c] - (float)s);
         }
+        /* dq = s2 * k . dl^T ; dk = s2 * q . dl */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, g.s2, k, T, dw, T, 1.0f, gbase + off[0] * g.T, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, g.s2, q, T, dw, T, 1.0f, gbase + off[1] * g.T,
+                    T);
+    }
 }

@@ -3,6 +3,7 @@
 #include "gd_internal.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define REQUIRE(cond, ...)                                                                         \
@@ -57,12 +58,24 @@ static conv_geom geom(const gd_tensor *t) {
 
 static int direct(const conv_geom *g) { return g->K == 1 && g->S == 1 && g->P == 0 && g->G == 1; }
 
+/* 3x3 "same" convolutions (nearly all of ADM's FLOPs) go through Winograd F(2x2,3x3), forward
+ * and input gradient; GD_NO_WINOGRAD=1 selects im2col + GEMM for comparison. */
+static int winograd(const conv_geom *g) {
+    static int off = -1;
+    if (off < 0) off = getenv("GD_NO_WINOGRAD") != NULL;
+    return !off && g->K == 3 && g->S == 1 && g->P == 1 && gd_winograd_worth(g->N, g->H, g->W);
+}
+
 size_t gd_work_conv2d(const gd_tensor *t, int backward) {
-    (void)backward;
     conv_geom g = geom(t);
     size_t cols = (size_t)(g.G * g.OHW);
     size_t w = direct(&g) ? 0 : (size_t)g.CKK * cols;
     if (g.G > 1) w += (size_t)g.O * cols;
+    if (winograd(&g)) {
+        size_t wf = gd_winograd_work(g.N, g.C, g.O, g.H, g.W), wb = gd_winograd_work(g.N, g.O, g.C, g.H, g.W);
+        if (!backward) return wf;
+        if (wb > w) w = wb;
+    }
     return w;
 }
 
@@ -133,6 +146,10 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
     const float *x = F32(t->src[0]), *w = F32(t->src[1]);
     const float *b = t->src[2] ? F32(t->src[2]) : NULL;
     float *y = F32(t);
+    if (winograd(&g)) {
+        gd_winograd_conv3x3(x, g.N, g.C, g.H, g.W, w, 0, g.O, b, y, 0, work);
+        return;
+    }
     for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
         int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
         const float *B;
@@ -172,7 +189,13 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
             Bt->grad[o] += (float)s;
         }
     }
-    if (!X->grad && !Wt->grad) return;
+    float *dx = X->grad;
+    if (dx && winograd(&g)) {
+        /* dx = conv3x3(dy, rotated w^T): the same "same" convolution with roles swapped. */
+        gd_winograd_conv3x3(dy, g.N, g.O, g.H, g.W, w, 1, g.C, NULL, dx, 1, work);
+        dx = NULL;
+    }
+    if (!dx && !Wt->grad) return;
     for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
         int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
         float *col = direct(&g) ? NULL : work;
@@ -193,14 +216,14 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)g.CKK, (int)cols, 1.0f, dyg,
                         (int)cols, B, (int)cols, 1.0f, Wt->grad, (int)g.CKK);
         }
-        if (X->grad) {
+        if (dx) {
             if (col) {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
                             (int)g.CKK, dyg, (int)cols, 0.0f, col, (int)cols);
-                col2im(&g, col, n0, G, X->grad);
+                col2im(&g, col, n0, G, dx);
             } else {
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
-                            (int)g.CKK, dyg, (int)cols, 1.0f, X->grad + n0 * g.C * g.OHW, (int)cols);
+                            (int)g.CKK, dyg, (int)cols, 1.0f, dx + n0 * g.C * g.OHW, (int)cols);
             }
         }
     }

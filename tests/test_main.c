@@ -7,10 +7,10 @@
 
 int gd_test_failures;
 
-extern const gd_test_case gd_tests_ops[], gd_tests_safetensors[], gd_tests_models[];
+extern const gd_test_case gd_tests_ops[], gd_tests_safetensors[], gd_tests_models[], gd_tests_cli[];
 
 int main(int argc, char **argv) {
-    const gd_test_case *tables[] = {gd_tests_ops, gd_tests_safetensors, gd_tests_models};
+    const gd_test_case *tables[] = {gd_tests_ops, gd_tests_safetensors, gd_tests_models, gd_tests_cli};
     int passed = 0, failed = 0;
     const char *only = argc > 1 ? argv[1] : NULL;
     gd_set_threads(2);

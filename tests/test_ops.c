@@ -131,6 +131,8 @@ static void test_grad_conv(void) {
     in_spec a[] = {{S4(2, 3, 6, 5), 0, 0}, {S4(4, 3, 3, 3), 0, 0}, {S1(4), 0, 0}};
     fd_check("conv2d 3x3 s1 p1", 3, a, b_conv3, 1e-2, 1e-3);
     fd_check("conv2d 3x3 s2 p1", 3, a, b_conv3s2, 1e-2, 1e-3);
+    in_spec w[] = {{S4(2, 3, 25, 20), 0, 0}, {S4(4, 3, 3, 3), 0, 0}, {S1(4), 0, 0}};
+    fd_check("conv2d 3x3 Winograd", 3, w, b_conv3, 1e-2, 1e-3);
     in_spec b[] = {{S4(3, 5, 4, 4), 0, 0}, {S4(6, 5, 1, 1), 0, 0}, {S1(6), 0, 0}};
     fd_check("conv2d 1x1 (batched gemm)", 3, b, b_conv1, 1e-2, 1e-3);
     in_spec c[] = {{S4(1, 4, 48, 48), 0, 0}, {S4(2, 4, 1, 1), 0, 0}, {S1(2), 0, 0}};
@@ -236,7 +238,8 @@ static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) {
 static void test_conv_forward(void) {
     conv_case(1, 3, 7, 9, 5, 3, 1, 1);
     conv_case(3, 4, 7, 7, 6, 3, 2, 1);   /* odd size, stride 2, batched */
-    conv_case(2, 8, 64, 64, 4, 3, 1, 1); /* per-sample gemm */
+    conv_case(2, 8, 64, 64, 4, 3, 1, 1); /* Winograd (and per-sample gemm without it) */
+    conv_case(3, 5, 29, 27, 4, 3, 1, 1); /* Winograd with odd edges, tiles across samples */
     conv_case(5, 6, 4, 4, 3, 1, 1, 0);
 }
 
