@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void count_case(const char *json, int64_t want_params, int want_tensors) {
     gd_config cfg;
@@ -156,7 +157,58 @@ static void test_parity(void) {
     for (int i = 0; i < 5; i++) parity_case(names[i]);
 }
 
+/* Copies unet_a with one change and checks that loading names the tensor in its error. */
+static void bad_copy_case(const char *what, const char *victim, int mode, const char *want_in_error) {
+    char err[512];
+    gd_st_file *f = gd_st_open("tests/fixtures/unet_a.safetensors", err, sizeof err);
+    CHECK(f != NULL, "%s", err);
+    if (!f) return;
+    gd_st_writer *w = gd_st_writer_new();
+    gd_st_writer_meta(w, "config", gd_st_metadata(f, "config"));
+    static float zeros[64];
+    for (int i = 0; i < gd_st_count(f); i++) {
+        const gd_st_tensor *t = gd_st_get(f, i);
+        int hit = !strcmp(t->name, victim);
+        if (hit && mode == 0) continue; /* drop */
+        if (hit && mode == 1) {       /* wrong shape: one fewer row */
+            int64_t sh[8];
+            memcpy(sh, t->shape, sizeof sh);
+            sh[0] -= 1;
+            gd_st_writer_add(w, t->name, t->dtype, t->ndim, sh, t->data);
+            continue;
+        }
+        if (hit && mode == 3) { /* integer dtype */
+            gd_st_writer_add(w, t->name, GD_ST_I32, 1, (int64_t[]){1}, zeros);
+            continue;
+        }
+        gd_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data);
+    }
+    if (mode == 2) gd_st_writer_add(w, victim, GD_ST_F32, 1, (int64_t[]){4}, zeros); /* extra */
+    char path[] = "/tmp/gd_bad_model_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    CHECK(gd_st_writer_save(w, path, err, sizeof err) == 0, "%s", err);
+    gd_st_writer_free(w);
+    gd_st_close(f);
+    gd_model *m = gd_model_load(path, NULL, err, sizeof err);
+    gd_net *net = m ? gd_net_new(m, 1, 0, err, sizeof err) : NULL;
+    printf("    %-22s -> %s\n", what, err);
+    CHECK(net == NULL && strstr(err, want_in_error) != NULL, "%s: error '%s' should mention '%s'", what, err, want_in_error);
+    gd_net_free(net);
+    gd_model_free(m);
+    unlink(path);
+}
+
+static void test_strict_loading(void) {
+    bad_copy_case("missing tensor", "output_blocks.1.0.skip_connection.weight", 0,
+                  "missing tensor 'output_blocks.1.0.skip_connection.weight'");
+    bad_copy_case("wrong shape", "input_blocks.1.0.in_layers.2.weight", 1, "'input_blocks.1.0.in_layers.2.weight' has shape");
+    bad_copy_case("unexpected tensor", "output_blocks.9.0.extra.bias", 2, "unexpected tensor 'output_blocks.9.0.extra.bias'");
+    bad_copy_case("integer dtype", "label_emb.weight", 3, "'label_emb.weight' has dtype I32");
+}
+
 GD_TEST_TABLE(gd_tests_models) = {
+    {"strict loading: errors name the first bad tensor", test_strict_loading},
     {"parity with PyTorch: U-Net, super-res, classifiers", test_parity},
     {"released architectures: parameter counts", test_released_param_counts},
     {NULL, NULL},
