@@ -7,10 +7,11 @@
 
 int gd_test_failures;
 
-extern const gd_test_case gd_tests_ops[], gd_tests_safetensors[], gd_tests_models[], gd_tests_cli[];
+extern const gd_test_case gd_tests_ops[], gd_tests_safetensors[], gd_tests_models[], gd_tests_cli[],
+    gd_tests_sample[];
 
 int main(int argc, char **argv) {
-    const gd_test_case *tables[] = {gd_tests_ops, gd_tests_safetensors, gd_tests_models, gd_tests_cli};
+    const gd_test_case *tables[] = {gd_tests_ops, gd_tests_safetensors, gd_tests_models, gd_tests_cli, gd_tests_sample};
     int passed = 0, failed = 0;
     const char *only = argc > 1 ? argv[1] : NULL;
     gd_set_threads(2);
