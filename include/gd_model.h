@@ -23,6 +23,11 @@ typedef struct {
     bool use_scale_shift_norm, resblock_updown, use_new_attention_order;
     bool learn_sigma, class_cond, null_class;
     bool pool_attention;              /* classifier head: AttentionPool2d, else adaptive */
+    /* diffusion keys (guided-diffusion's diffusion_defaults); has_schedule says whether the config
+     * named them, so a classifier can be checked against the model it guides */
+    int diffusion_steps;
+    char noise_schedule[16];
+    bool sigma_small, has_schedule;
     char *json;                       /* the config as given, for embedding in outputs */
 } gd_config;
 

@@ -9,7 +9,7 @@
 typedef struct {
     uint32_t mt[624];
     int idx;
-    /* cached second value of torch's scalar Box-Muller (torch's next_float_normal_sample) */
+    /* cached second value of torch's scalar Box-Muller (torch's next_double_normal_sample) */
     int has_next_normal;
     double next_normal;
 } gd_rng;

@@ -54,4 +54,18 @@ int gd_sampler_init(gd_sampler *s, float *x);
 int gd_sampler_step(gd_sampler *s, float *x, int k);
 /* init + all steps: x receives the final sample. */
 int gd_sampler_run(gd_sampler *s, float *x);
+
+/* Noise sources. Per-sample: sample i of the batch draws from its own PyTorch-compatible
+ * generator seeded with seeds[i], so an image depends only on its seed, not on the batch it ran
+ * in. Torch: one generator draws the whole batch per call, as guided-diffusion's randn_like. */
+#include "gd_rng.h"
+typedef struct {
+    gd_noise base;
+    gd_rng *gens; /* one per sample, or one for the batch */
+    int N, per, per_sample;
+} gd_rng_noise;
+int gd_rng_noise_init(gd_rng_noise *z, int N, int per, int per_sample);
+/* Reseeds: seeds[i] per sample, or seeds[0] for the batch generator. */
+void gd_rng_noise_seed(gd_rng_noise *z, const uint64_t *seeds);
+void gd_rng_noise_free(gd_rng_noise *z);
 #endif

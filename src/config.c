@@ -152,6 +152,13 @@ int gd_config_parse(const char *json, gd_config *cfg, char *err, size_t errlen) 
         if (!cJSON_GetObjectItemCaseSensitive(o, k_attn)) res[0] = 16, res[1] = 8, nres = 2;
     }
     if (cfg->num_heads_upsample == -1) cfg->num_heads_upsample = cfg->num_heads;
+    INT("diffusion_steps", 1000, &cfg->diffusion_steps);
+    BOOL("sigma_small", false, &cfg->sigma_small);
+    const cJSON *ns = cJSON_GetObjectItemCaseSensitive(o, "noise_schedule");
+    if (ns && (!cJSON_IsString(ns) || strlen(ns->valuestring) >= sizeof cfg->noise_schedule))
+        FAIL("config: \"noise_schedule\" must be \"linear\" or \"cosine\"");
+    snprintf(cfg->noise_schedule, sizeof cfg->noise_schedule, "%s", ns ? ns->valuestring : "linear");
+    cfg->has_schedule = ns || cJSON_GetObjectItemCaseSensitive(o, "diffusion_steps");
     if (cfg->image_size < 1 || cfg->image_size > 4096) FAIL("config: image_size %d out of range", cfg->image_size);
     if (cfg->in_channels < 1 || cfg->in_channels > 64) FAIL("config: in_channels %d out of range", cfg->in_channels);
     if (cfg->num_classes < 1) FAIL("config: num_classes must be positive");

@@ -1,0 +1,134 @@
+/* Trajectory parity with the PyTorch reference sampler (tests/reference/diffusion.py): the same
+ * fixture networks, the same x_T and per-step noise, every intermediate x_t compared. */
+#include "gd_guidance.h"
+#include "gd_safetensors.h"
+#include "test.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    gd_noise base;
+    const gd_st_tensor *x_T, *noise;
+    int64_t n;
+} fixture_noise;
+
+static int fixture_fill(gd_noise *self, int draw, float *out) {
+    fixture_noise *z = (fixture_noise *)self;
+    const gd_st_tensor *t = draw ? z->noise : z->x_T;
+    int64_t off = draw ? (int64_t)(draw - 1) * z->n : 0;
+    if ((off + z->n) * 4 > (int64_t)t->nbytes) return -1;
+    memcpy(out, (const char *)t->data + off * 4, sizeof(float) * (size_t)z->n);
+    return 0;
+}
+
+#define TRAJ_TOL 1e-4
+
+static void traj_case(const char *name) {
+    char path[256], err[512];
+    snprintf(path, sizeof path, "tests/fixtures/traj_%s.safetensors", name);
+    gd_st_file *f = gd_st_open(path, err, sizeof err);
+    CHECK(f != NULL, "%s", err);
+    if (!f) return;
+    cJSON *c = cJSON_Parse(gd_st_metadata(f, "case"));
+    const char *model = cJSON_GetObjectItem(c, "model")->valuestring;
+    const cJSON *cl = cJSON_GetObjectItem(c, "classifier");
+    const char *vt = cJSON_GetObjectItem(c, "model_var_type")->valuestring;
+    const cJSON *guid = cJSON_GetObjectItem(c, "guidance"), *g;
+    int use_cls = 0, use_eds = 0, use_cfg = 0;
+    cJSON_ArrayForEach(g, guid) {
+        use_cls |= !strcmp(g->valuestring, "classifier") || !strcmp(g->valuestring, "entropy");
+        use_eds |= !strcmp(g->valuestring, "entropy");
+        use_cfg |= !strcmp(g->valuestring, "cfg");
+    }
+    gd_diffusion *d = gd_diffusion_new(cJSON_GetObjectItem(c, "noise_schedule")->valuestring,
+                                       cJSON_GetObjectItem(c, "diffusion_steps")->valueint,
+                                       cJSON_GetObjectItem(c, "respacing")->valuestring, err, sizeof err);
+    CHECK(d != NULL, "%s", err);
+    snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", model);
+    gd_model *um = gd_model_load(path, NULL, err, sizeof err);
+    gd_model *cm = NULL;
+    if (cJSON_IsString(cl)) {
+        snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", cl->valuestring);
+        cm = gd_model_load(path, NULL, err, sizeof err);
+    }
+    const gd_st_tensor *xT = gd_st_find(f, "x_T"), *noise = gd_st_find(f, "noise"), *yt = gd_st_find(f, "y"),
+                       *traj = gd_st_find(f, "traj");
+    CHECK(um && d && xT && noise && traj && (!cJSON_IsString(cl) || cm), "%s: fixture incomplete", name);
+    if (!um || !d || !xT || !noise || !traj) goto out;
+    int N = (int)xT->shape[0], C = (int)xT->shape[1], H = (int)xT->shape[2], W = (int)xT->shape[3];
+    int32_t y[16];
+    for (int i = 0; i < N && i < 16; i++) {
+        int64_t v = 0;
+        if (yt) memcpy(&v, (const char *)yt->data + 8 * i, 8);
+        y[i] = (int32_t)v;
+    }
+    gd_net_denoiser den;
+    CHECK(gd_net_denoiser_init(&den, um, N, y, use_cfg ? (float)cJSON_GetObjectItem(c, "cfg_scale")->valuedouble : 1.0f,
+                               err, sizeof err) == 0,
+          "%s: %s", name, err);
+    gd_classifier_guidance cg = {0};
+    if (use_cls) {
+        CHECK(gd_classifier_guidance_init(&cg, cm, N, y, (float)cJSON_GetObjectItem(c, "scale")->valuedouble, use_eds,
+                                          err, sizeof err) == 0,
+              "%s: %s", name, err);
+        const cJSON *r = cJSON_GetObjectItem(c, "eds_t_range");
+        cg.eds_t_lo = cJSON_GetArrayItem(r, 0)->valueint;
+        cg.eds_t_hi = cJSON_GetArrayItem(r, 1)->valueint;
+    }
+    fixture_noise z = {{fixture_fill}, xT, noise, (int64_t)N * C * H * W};
+    gd_sampler_params p = {.diffusion = d,
+                           .var_type = !strcmp(vt, "fixed_large")   ? GD_VAR_FIXED_LARGE
+                                       : !strcmp(vt, "fixed_small") ? GD_VAR_FIXED_SMALL
+                                                                    : GD_VAR_LEARNED_RANGE,
+                           .ddim = !strcmp(cJSON_GetObjectItem(c, "sampler")->valuestring, "ddim"),
+                           .eta = (float)cJSON_GetObjectItem(c, "eta")->valuedouble,
+                           .clip_denoised = cJSON_IsTrue(cJSON_GetObjectItem(c, "clip_denoised")),
+                           .N = N, .C = C, .H = H, .W = W,
+                           .model = &den.base, .guidance = use_cls ? &cg.base : NULL, .noise = &z.base};
+    gd_sampler *s = gd_sampler_new(&p);
+    float *x = malloc(sizeof(float) * (size_t)z.n);
+    gd_sampler_init(s, x);
+    double worst = 0;
+    for (int k = d->K - 1, j = 1; k >= 0; k--, j++) {
+        CHECK(gd_sampler_step(s, x, k) == 0, "%s: step %d failed", name, k);
+        const float *ref = (const float *)traj->data + (int64_t)j * z.n;
+        double md = 0, mr = 0;
+        for (int64_t i = 0; i < z.n; i++) {
+            float r;
+            memcpy(&r, ref + i, 4);
+            double dd = fabs((double)x[i] - r);
+            if (dd > md || dd != dd) md = dd == dd ? dd : INFINITY;
+            if (fabs(r) > mr) mr = fabs(r);
+        }
+        double e = md / (mr > 0 ? mr : 1);
+        if (e > worst) worst = e;
+    }
+    printf("    %-28s %d steps, worst step max|C-ref|/max|ref| = %.2e\n", name, d->K, worst);
+    CHECK(worst <= TRAJ_TOL, "%s: trajectory error %.3e > %.0e", name, worst, TRAJ_TOL);
+    free(x);
+    gd_sampler_free(s);
+    if (use_cls) gd_classifier_guidance_free(&cg);
+    gd_net_denoiser_free(&den);
+out:
+    gd_model_free(um);
+    gd_model_free(cm);
+    gd_diffusion_free(d);
+    cJSON_Delete(c);
+    gd_st_close(f);
+}
+
+static void test_traj(void) {
+    const char *cases[] = {"ddpm_none",         "ddpm_classifier",        "ddpm_entropy",
+                           "ddpm_cfg",          "ddpm_cfg_entropy",       "ddpm_entropy_trange",
+                           "ddpm_fixed_large",  "ddpm_fixed_small_classifier", "ddim_none",
+                           "ddim_classifier",   "ddim_entropy",           "ddim_cfg",
+                           "ddim_eta"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) traj_case(cases[i]);
+}
+
+GD_TEST_TABLE(gd_tests_traj) = {
+    {"trajectory parity with the PyTorch sampler", test_traj},
+    {NULL, NULL},
+};
