@@ -128,7 +128,57 @@ static void test_traj(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) traj_case(cases[i]);
 }
 
+/* EDS: the entropy-aware gradient is the plain one times log(K) / H(p(.|x_t)) per sample, with H
+ * from the same classifier's softmax (recomputed here independently, in double). */
+static void test_eds_formula(void) {
+    char err[512];
+    gd_model *cm = gd_model_load("tests/fixtures/cls_a.safetensors", NULL, err, sizeof err);
+    CHECK(cm != NULL, "%s", err);
+    if (!cm) return;
+    const int N = 3, per = 3 * 16 * 16, K = 10;
+    int32_t y[3] = {1, 7, 4};
+    gd_classifier_guidance plain, eds;
+    CHECK(gd_classifier_guidance_init(&plain, cm, N, y, 2.5f, 0, err, sizeof err) == 0, "%s", err);
+    CHECK(gd_classifier_guidance_init(&eds, cm, N, y, 2.5f, 1, err, sizeof err) == 0, "%s", err);
+    static float x[3 * 768], g1[3 * 768], g2[3 * 768];
+    uint64_t r = 12345;
+    for (int i = 0; i < N * per; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(r >> 11) / 9007199254740992.0 * 2 - 1);
+    }
+    for (int t = 0; t < 1000; t += 333) {
+        memset(g1, 0, sizeof g1);
+        memset(g2, 0, sizeof g2);
+        plain.base.add_grad(&plain.base, x, t, g1);
+        eds.base.add_grad(&eds.base, x, t, g2);
+        const float *z = gd_net_output(eds.net)->data;
+        for (int n = 0; n < N; n++) {
+            double m = -1e300, sum = 0, h = 0;
+            for (int k = 0; k < K; k++) m = z[n * K + k] > m ? z[n * K + k] : m;
+            for (int k = 0; k < K; k++) sum += exp(z[n * K + k] - m);
+            for (int k = 0; k < K; k++) {
+                double p = exp(z[n * K + k] - m) / sum;
+                h -= p * log(p);
+            }
+            double factor = log((double)K) / h, worst = 0, mx = 0;
+            for (int i = 0; i < per; i++) {
+                double want = factor * g1[n * per + i];
+                worst = fmax(worst, fabs(g2[n * per + i] - want));
+                mx = fmax(mx, fabs(want));
+            }
+            CHECK(worst <= 1e-5 * mx, "t %d sample %d: EDS gradient off by %.3e of %.3e", t, n, worst, mx);
+            CHECK(fabs(eds.last_scale[n] - 2.5 * factor) < 1e-9 * factor, "t %d sample %d: scale %.9f, want %.9f", t, n,
+                  eds.last_scale[n], 2.5 * factor);
+            if (t == 999 && n == 0) printf("    t=999: H = %.6f nats, log K / H = %.6f, scale 2.5 -> %.6f\n", h, factor, eds.last_scale[n]);
+        }
+    }
+    gd_classifier_guidance_free(&plain);
+    gd_classifier_guidance_free(&eds);
+    gd_model_free(cm);
+}
+
 GD_TEST_TABLE(gd_tests_traj) = {
+    {"guidance: EDS scale is log(K)/H per sample", test_eds_formula},
     {"trajectory parity with the PyTorch sampler", test_traj},
     {NULL, NULL},
 };
