@@ -170,8 +170,9 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
         gd_tensor *t = g->nodes[k];
         for (int s = 0; s < GD_MAX_SRC; s++)
             if (t->src[s]) last[index_of(g, owner(t->src[s]))] = k;
-        if (t->flags & GD_FLAG_OUTPUT) last[index_of(g, owner(t))] = n;
     }
+    for (int k = 0; k < n; k++) /* after all readers: an output may also feed later nodes */
+        if (g->nodes[k]->flags & GD_FLAG_OUTPUT) last[index_of(g, owner(g->nodes[k]))] = n;
     for (int k = 0; k < n; k++) {
         gd_tensor *t = g->nodes[k];
         bool r = t->op == GD_OP_NONE && (t->flags & GD_FLAG_NEEDS_GRAD);

@@ -16,7 +16,7 @@
 
 /* Samples are batched into one GEMM until it has about this many columns: small feature maps
  * (8x8, 7x7) give sgemm too little work per call otherwise. */
-#define CONV_MIN_COLS 2048
+#define CONV_MIN_COLS 1
 
 gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad) {
     if (!x || !w) return NULL;
@@ -251,11 +251,35 @@ double gd_flops_linear(const gd_tensor *t) {
     return 2.0 * (double)gd_nelements(t) * (double)t->src[1]->ne[1];
 }
 
+/* Few rows (the timestep-embedding MLPs: one row per sample) run as explicit dot products, one
+ * output feature per iteration: each row's result is then independent of how many rows there are,
+ * so a sample's image does not depend on its batch. BLAS may pick different kernels (and
+ * summation orders) for different row counts. */
+#define LINEAR_DOT_ROWS 64
+
 void gd_fwd_linear(gd_tensor *t, float *work) {
     (void)work;
     int64_t out = t->ne[t->ndim - 1], in = t->src[1]->ne[1], rows = gd_nelements(t) / out;
     float *y = F32(t);
     const float *b = t->src[2] ? F32(t->src[2]) : NULL;
+    if (rows <= LINEAR_DOT_ROWS) {
+        const float *x = F32(t->src[0]), *w = F32(t->src[1]);
+#pragma omp parallel for if (out * in > 65536)
+        for (int64_t o = 0; o < out; o++) {
+            const float *wo = w + o * in;
+            for (int64_t r = 0; r < rows; r++) {
+                const float *xr = x + r * in;
+                float acc[8] = {0};
+                int64_t i = 0;
+                for (; i + 8 <= in; i += 8)
+                    for (int j = 0; j < 8; j++) acc[j] += xr[i + j] * wo[i + j];
+                float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+                for (; i < in; i++) s += xr[i] * wo[i];
+                y[r * out + o] = s + (b ? b[o] : 0.0f);
+            }
+        }
+        return;
+    }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) y[r * out + o] = b ? b[o] : 0.0f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, F32(t->src[0]),

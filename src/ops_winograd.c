@@ -17,11 +17,17 @@ static int64_t chunk_tiles(int64_t C, int64_t O, int64_t P) {
 }
 
 /* The filter transform reads every weight and writes 16/9 as much, each run; it pays off only
- * when enough tiles share it (measured on ADM-64: slower than im2col at 16x16 and 8x8, batch 1). */
-int gd_winograd_worth(int64_t N, int64_t H, int64_t W) { return N * ((H + 1) / 2) * ((W + 1) / 2) >= 128; }
+ * when enough tiles share it (measured on ADM-64: slower than im2col at 16x16 and 8x8, batch 1).
+ * Decided per sample, not per batch, so a sample's arithmetic (and image) does not depend on the
+ * batch it runs in. */
+int gd_winograd_worth(int64_t N, int64_t H, int64_t W) {
+    (void)N;
+    return ((H + 1) / 2) * ((W + 1) / 2) >= 128;
+}
 
 size_t gd_winograd_work(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W) {
-    int64_t P = N * ((H + 1) / 2) * ((W + 1) / 2), pc = chunk_tiles(C, O, P);
+    (void)N;
+    int64_t P = ((H + 1) / 2) * ((W + 1) / 2), pc = chunk_tiles(C, O, P);
     return (size_t)(16 * O * C + 16 * C * pc + 16 * O * pc);
 }
 
@@ -48,13 +54,16 @@ static void filter_tf(const float *g, int flip, float *u, int64_t ld) {
  * turns this into the input gradient of that forward convolution. */
 void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *w, int flip,
                          int64_t O, const float *bias, float *y, int accumulate, float *work) {
-    int64_t th = (H + 1) / 2, tw = (W + 1) / 2, tpi = th * tw, P = N * tpi, pc = chunk_tiles(C, O, P);
+    /* Tiles are chunked within each sample, never across samples, so every GEMM a sample takes
+     * part in has the same shape whatever the batch: its result is then batch-independent. */
+    int64_t th = (H + 1) / 2, tw = (W + 1) / 2, tpi = th * tw, P = tpi, pc = chunk_tiles(C, O, tpi);
     float *U = work, *V = U + 16 * O * C, *M = V + 16 * C * pc;
 #pragma omp parallel for collapse(2) if (O * C > 64)
     for (int64_t o = 0; o < O; o++)
         for (int64_t c = 0; c < C; c++)
             filter_tf(flip ? w + (c * O + o) * 9 : w + (o * C + c) * 9, flip, U + o * C + c, O * C);
 
+    for (int64_t n = 0; n < N; n++, x += C * H * W, y += O * H * W)
     for (int64_t p0 = 0; p0 < P; p0 += pc) {
         int64_t np = P - p0 < pc ? P - p0 : pc;
         /* V[k][c][p] = (B^T d B)[k] for the 4x4 input patch of tile p. Work goes by tile rows:
@@ -64,9 +73,9 @@ void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_
 #pragma omp parallel for collapse(2)
         for (int64_t c = 0; c < C; c++) {
             for (int64_t gr = r0; gr < r1; gr++) {
-                int64_t n = gr / th, ty = gr % th, wp = 2 * tw + 2;
+                int64_t ty = gr, wp = 2 * tw + 2;
                 float rows[4][wp];
-                const float *xc = x + (n * C + c) * H * W;
+                const float *xc = x + c * H * W;
                 for (int i = 0; i < 4; i++) {
                     int64_t iy = 2 * ty - 1 + i;
                     rows[i][0] = 0.0f;
@@ -103,7 +112,7 @@ void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_
         for (int64_t o = 0; o < O; o++) {
             float b = bias ? bias[o] : 0.0f;
             for (int64_t p = 0; p < np; p++) {
-                int64_t gp = p0 + p, n = gp / tpi, ty = (gp % tpi) / tw, tx = gp % tw;
+                int64_t gp = p0 + p, ty = gp / tw, tx = gp % tw;
                 const float *m = M + o * np + p;
                 int64_t ld = O * np;
                 float r[2][4];
@@ -113,7 +122,7 @@ void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_
                     r[0][j] = m0 + m1 + m2;
                     r[1][j] = m1 - m2 - m3;
                 }
-                float *yo = y + (n * O + o) * H * W;
+                float *yo = y + o * H * W;
                 for (int i = 0; i < 2; i++) {
                     int64_t oy = 2 * ty + i;
                     if (oy >= H) break;
