@@ -14,9 +14,8 @@
         }                                                                                          \
     } while (0)
 
-/* Samples are batched into one GEMM until it has about this many columns: small feature maps
- * (8x8, 7x7) give sgemm too little work per call otherwise. */
-#define CONV_MIN_COLS 1
+/* One GEMM per sample: OpenBLAS's per-element results can change with the GEMM's column count,
+ * so batching samples into one GEMM would make a sample's image depend on its batch. */
 
 gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad) {
     if (!x || !w) return NULL;
@@ -42,21 +41,19 @@ gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int 
 }
 
 typedef struct {
-    int64_t N, C, H, W, O, K, OH, OW, OHW, CKK, S, P, G;
+    int64_t N, C, H, W, O, K, OH, OW, OHW, CKK, S, P;
 } conv_geom;
 
 static conv_geom geom(const gd_tensor *t) {
     const gd_tensor *x = t->src[0], *w = t->src[1];
     conv_geom g = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], t->ne[2], t->ne[3], 0, 0,
-                   t->ip[0], t->ip[1], 1};
+                   t->ip[0], t->ip[1]};
     g.OHW = g.OH * g.OW;
     g.CKK = g.C * g.K * g.K;
-    g.G = (CONV_MIN_COLS + g.OHW - 1) / g.OHW;
-    if (g.G > g.N) g.G = g.N;
     return g;
 }
 
-static int direct(const conv_geom *g) { return g->K == 1 && g->S == 1 && g->P == 0 && g->G == 1; }
+static int direct(const conv_geom *g) { return g->K == 1 && g->S == 1 && g->P == 0; }
 
 /* 3x3 "same" convolutions (nearly all of ADM's FLOPs) go through Winograd F(2x2,3x3), forward
  * and input gradient; GD_NO_WINOGRAD=1 selects im2col + GEMM for comparison. */
@@ -68,9 +65,7 @@ static int winograd(const conv_geom *g) {
 
 size_t gd_work_conv2d(const gd_tensor *t, int backward) {
     conv_geom g = geom(t);
-    size_t cols = (size_t)(g.G * g.OHW);
-    size_t w = direct(&g) ? 0 : (size_t)g.CKK * cols;
-    if (g.G > 1) w += (size_t)g.O * cols;
+    size_t w = direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
     if (winograd(&g)) {
         size_t wf = gd_winograd_work(g.N, g.C, g.O, g.H, g.W), wb = gd_winograd_work(g.N, g.O, g.C, g.H, g.W);
         if (!backward) return wf;
@@ -84,60 +79,54 @@ double gd_flops_conv2d(const gd_tensor *t) {
     return 2.0 * (double)g.N * (double)g.O * (double)g.OHW * (double)g.CKK;
 }
 
-/* col[(c*K + ky)*K + kx][j*OHW + oy*OW + ox] = x[n0 + j][c][oy*S - P + ky][ox*S - P + kx] */
-static void im2col(const conv_geom *g, const float *x, int64_t n0, int64_t G, float *col) {
-    int64_t cols = G * g->OHW;
-#pragma omp parallel for collapse(2)
+/* col[(c*K + ky)*K + kx][oy*OW + ox] = x[c][oy*S - P + ky][ox*S - P + kx] for one sample */
+static void im2col(const conv_geom *g, const float *x, float *col) {
+#pragma omp parallel for
     for (int64_t r = 0; r < g->CKK; r++) {
-        for (int64_t j = 0; j < G; j++) {
-            int64_t c = r / (g->K * g->K), ky = (r / g->K) % g->K, kx = r % g->K;
-            const float *xc = x + ((n0 + j) * g->C + c) * g->H * g->W;
-            float *dst = col + r * cols + j * g->OHW;
-            for (int64_t oy = 0; oy < g->OH; oy++) {
-                int64_t iy = oy * g->S - g->P + ky;
-                float *d = dst + oy * g->OW;
-                if (iy < 0 || iy >= g->H) {
-                    memset(d, 0, sizeof(float) * (size_t)g->OW);
-                    continue;
-                }
-                const float *xr = xc + iy * g->W;
-                if (g->S == 1) {
-                    int64_t ox0 = g->P - kx > 0 ? g->P - kx : 0, ox1 = g->W + g->P - kx;
-                    if (ox1 > g->OW) ox1 = g->OW;
-                    for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
-                    if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->P + kx, sizeof(float) * (size_t)(ox1 - ox0));
-                    for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
-                } else {
-                    for (int64_t ox = 0; ox < g->OW; ox++) {
-                        int64_t ix = ox * g->S - g->P + kx;
-                        d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
-                    }
+        int64_t c = r / (g->K * g->K), ky = (r / g->K) % g->K, kx = r % g->K;
+        const float *xc = x + c * g->H * g->W;
+        float *dst = col + r * g->OHW;
+        for (int64_t oy = 0; oy < g->OH; oy++) {
+            int64_t iy = oy * g->S - g->P + ky;
+            float *d = dst + oy * g->OW;
+            if (iy < 0 || iy >= g->H) {
+                memset(d, 0, sizeof(float) * (size_t)g->OW);
+                continue;
+            }
+            const float *xr = xc + iy * g->W;
+            if (g->S == 1) {
+                int64_t ox0 = g->P - kx > 0 ? g->P - kx : 0, ox1 = g->W + g->P - kx;
+                if (ox1 > g->OW) ox1 = g->OW;
+                for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
+                if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->P + kx, sizeof(float) * (size_t)(ox1 - ox0));
+                for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
+            } else {
+                for (int64_t ox = 0; ox < g->OW; ox++) {
+                    int64_t ix = ox * g->S - g->P + kx;
+                    d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
                 }
             }
         }
     }
 }
 
-/* dx[n0 + j][c] += col2im(dcol); parallel over channels, each of which owns its rows of dcol. */
-static void col2im(const conv_geom *g, const float *col, int64_t n0, int64_t G, float *dx) {
-    int64_t cols = G * g->OHW;
-#pragma omp parallel for collapse(2)
+/* dx[c] += col2im(dcol) for one sample; parallel over channels, each owning its rows of dcol. */
+static void col2im(const conv_geom *g, const float *col, float *dx) {
+#pragma omp parallel for
     for (int64_t c = 0; c < g->C; c++) {
-        for (int64_t j = 0; j < G; j++) {
-            float *xc = dx + ((n0 + j) * g->C + c) * g->H * g->W;
-            for (int64_t ky = 0; ky < g->K; ky++)
-                for (int64_t kx = 0; kx < g->K; kx++) {
-                    const float *src = col + ((c * g->K + ky) * g->K + kx) * cols + j * g->OHW;
-                    for (int64_t oy = 0; oy < g->OH; oy++) {
-                        int64_t iy = oy * g->S - g->P + ky;
-                        if (iy < 0 || iy >= g->H) continue;
-                        for (int64_t ox = 0; ox < g->OW; ox++) {
-                            int64_t ix = ox * g->S - g->P + kx;
-                            if (ix >= 0 && ix < g->W) xc[iy * g->W + ix] += src[oy * g->OW + ox];
-                        }
+        float *xc = dx + c * g->H * g->W;
+        for (int64_t ky = 0; ky < g->K; ky++)
+            for (int64_t kx = 0; kx < g->K; kx++) {
+                const float *src = col + ((c * g->K + ky) * g->K + kx) * g->OHW;
+                for (int64_t oy = 0; oy < g->OH; oy++) {
+                    int64_t iy = oy * g->S - g->P + ky;
+                    if (iy < 0 || iy >= g->H) continue;
+                    for (int64_t ox = 0; ox < g->OW; ox++) {
+                        int64_t ix = ox * g->S - g->P + kx;
+                        if (ix >= 0 && ix < g->W) xc[iy * g->W + ix] += src[oy * g->OW + ox];
                     }
                 }
-        }
+            }
     }
 }
 
@@ -150,30 +139,20 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
         gd_winograd_conv3x3(x, g.N, g.C, g.H, g.W, w, 0, g.O, b, y, 0, work);
         return;
     }
-    for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
-        int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
-        const float *B;
-        if (direct(&g)) {
-            B = x + n0 * g.C * g.OHW;
-        } else {
-            im2col(&g, x, n0, G, work);
+    for (int64_t n = 0; n < g.N; n++) {
+        const float *B = x + n * g.C * g.H * g.W;
+        if (!direct(&g)) {
+            im2col(&g, B, work);
             B = work;
         }
-        float *out = g.G > 1 ? work + (direct(&g) ? 0 : g.CKK * g.G * g.OHW) : y + n0 * g.O * g.OHW;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)cols, (int)g.CKK, 1.0f, w,
-                    (int)g.CKK, B, (int)cols, 0.0f, out, (int)cols);
-        /* Scatter [O, G*OHW] back to NCHW and add the bias in the same pass. */
-#pragma omp parallel for collapse(2) if (G * g.O * g.OHW > 32768)
-        for (int64_t j = 0; j < G; j++)
-            for (int64_t o = 0; o < g.O; o++) {
-                float *d = y + ((n0 + j) * g.O + o) * g.OHW;
-                const float *s = out + o * cols + j * g.OHW;
-                float bo = b ? b[o] : 0.0f;
-                if (d != s)
-                    for (int64_t i = 0; i < g.OHW; i++) d[i] = s[i] + bo;
-                else if (b)
-                    for (int64_t i = 0; i < g.OHW; i++) d[i] += bo;
-            }
+        float *out = y + n * g.O * g.OHW;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)g.OHW, (int)g.CKK, 1.0f, w, (int)g.CKK,
+                    B, (int)g.OHW, 0.0f, out, (int)g.OHW);
+        if (b) {
+#pragma omp parallel for if (g.O * g.OHW > 32768)
+            for (int64_t o = 0; o < g.O; o++)
+                for (int64_t i = 0; i < g.OHW; i++) out[o * g.OHW + i] += b[o];
+        }
     }
 }
 
@@ -195,35 +174,26 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
         gd_winograd_conv3x3(dy, g.N, g.O, g.H, g.W, w, 1, g.C, NULL, dx, 1, work);
         dx = NULL;
     }
-    if (!dx && !Wt->grad) return;
-    for (int64_t n0 = 0; n0 < g.N; n0 += g.G) {
-        int64_t G = g.N - n0 < g.G ? g.N - n0 : g.G, cols = G * g.OHW;
-        float *col = direct(&g) ? NULL : work;
-        const float *dyg = dy + n0 * g.O * g.OHW;
-        if (g.G > 1) { /* gather dY into [O, G*OHW] */
-            float *st = work + (direct(&g) ? 0 : g.CKK * g.G * g.OHW);
-            for (int64_t j = 0; j < G; j++)
-                for (int64_t o = 0; o < g.O; o++)
-                    memcpy(st + o * cols + j * g.OHW, dy + ((n0 + j) * g.O + o) * g.OHW, sizeof(float) * (size_t)g.OHW);
-            dyg = st;
-        }
+    for (int64_t n = 0; n < g.N && (dx || Wt->grad); n++) {
+        const float *dyn = dy + n * g.O * g.OHW, *xn = x + n * g.C * g.H * g.W;
         if (Wt->grad) {
-            const float *B = x + n0 * g.C * g.OHW;
-            if (col) {
-                im2col(&g, x, n0, G, col);
-                B = col;
+            const float *B = xn;
+            if (!direct(&g)) {
+                im2col(&g, xn, work);
+                B = work;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)g.CKK, (int)cols, 1.0f, dyg,
-                        (int)cols, B, (int)cols, 1.0f, Wt->grad, (int)g.CKK);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)g.CKK, (int)g.OHW, 1.0f, dyn,
+                        (int)g.OHW, B, (int)g.OHW, 1.0f, Wt->grad, (int)g.CKK);
         }
         if (dx) {
-            if (col) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
-                            (int)g.CKK, dyg, (int)cols, 0.0f, col, (int)cols);
-                col2im(&g, col, n0, G, dx);
+            float *dxn = dx + n * g.C * g.H * g.W;
+            if (direct(&g)) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)g.OHW, (int)g.O, 1.0f, w,
+                            (int)g.CKK, dyn, (int)g.OHW, 1.0f, dxn, (int)g.OHW);
             } else {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)cols, (int)g.O, 1.0f, w,
-                            (int)g.CKK, dyg, (int)cols, 1.0f, dx + n0 * g.C * g.OHW, (int)cols);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)g.OHW, (int)g.O, 1.0f, w,
+                            (int)g.CKK, dyn, (int)g.OHW, 0.0f, work, (int)g.OHW);
+                col2im(&g, work, dxn);
             }
         }
     }

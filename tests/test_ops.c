@@ -134,7 +134,7 @@ static void test_grad_conv(void) {
     in_spec w[] = {{S4(2, 3, 25, 20), 0, 0}, {S4(4, 3, 3, 3), 0, 0}, {S1(4), 0, 0}};
     fd_check("conv2d 3x3 Winograd", 3, w, b_conv3, 1e-2, 1e-3);
     in_spec b[] = {{S4(3, 5, 4, 4), 0, 0}, {S4(6, 5, 1, 1), 0, 0}, {S1(6), 0, 0}};
-    fd_check("conv2d 1x1 (batched gemm)", 3, b, b_conv1, 1e-2, 1e-3);
+    fd_check("conv2d 1x1 batch 3", 3, b, b_conv1, 1e-2, 1e-3);
     in_spec c[] = {{S4(1, 4, 48, 48), 0, 0}, {S4(2, 4, 1, 1), 0, 0}, {S1(2), 0, 0}};
     fd_check("conv2d 1x1 (direct gemm)", 3, c, b_conv1, 1e-2, 1e-3);
 }
