@@ -12,8 +12,8 @@ BUILD   ?= build
 
 LIB_SRC   = $(wildcard src/*.c)
 LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOLS     = ddpm-forward ddpm-bench
-TEST_SRC  = $(wildcard tests/test_*.c)
+TOOLS     = ddpm-forward ddpm-bench ddpm-sample
+TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all test check-fixtures bench fuzz asan clean
 all: $(BUILD)/libgd.a $(TOOLS:%=$(BUILD)/%)
@@ -30,7 +30,7 @@ $(BUILD)/libgd.a: $(LIB_OBJ)
 $(BUILD)/%: src/cli/%.c $(BUILD)/libgd.a
 	$(CC) $(CFLAGS) $< $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
 
-$(BUILD)/gd-tests: $(TEST_SRC) tests/test.h $(BUILD)/libgd.a
+$(BUILD)/gd-tests: $(TEST_SRC) tests/test.h tests/cli_util.h $(BUILD)/libgd.a
 	$(CC) $(CFLAGS) $(TEST_SRC) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
 
 test: all $(BUILD)/gd-tests

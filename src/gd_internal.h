@@ -63,11 +63,21 @@ int gd_winograd_worth(int64_t N, int64_t H, int64_t W);
 size_t gd_winograd_work(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W);
 void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *w, int flip,
                          int64_t O, const float *bias, float *y, int accumulate, float *work);
+/* C = op(A) B + beta C in fixed tiles (see ops_conv.c); op(A) = A^T when trans_a. */
+void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, float *C, int64_t ldc);
+void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       float *C, int64_t ldc);
 size_t gd_work_conv2d(const gd_tensor *t, int backward);
 size_t gd_work_attention(const gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);
 double gd_flops_attention(const gd_tensor *t);
+
+/* Atomic file writes for the image/npz writers: a temporary name, then rename on success. */
+#include <stdio.h>
+FILE *gd_img_tmp_open(const char *path, char **tmp_out, char *err, size_t errlen);
+int gd_img_tmp_commit(FILE *f, char *tmp, const char *path, int ok, char *err, size_t errlen);
 
 #define F32(t) ((float *)(t)->data)
 

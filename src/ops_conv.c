@@ -14,8 +14,37 @@
         }                                                                                          \
     } while (0)
 
-/* One GEMM per sample: OpenBLAS's per-element results can change with the GEMM's column count,
- * so batching samples into one GEMM would make a sample's image depend on its batch. */
+/* GEMMs run as fixed-size tiles, one single-threaded OpenBLAS call per tile, tiles in parallel:
+ * OpenBLAS's per-element results change with its thread count and with the matrix shape, so this
+ * is what makes a sample's image independent of -t and of the batch it runs in (one GEMM per
+ * sample, tiles that depend only on the layer's shape). */
+#define TILE_M 64
+#define TILE_N 512
+
+/* C += A B^T (A [M,K], B [N,K]): the weight gradients, tiled the same way. */
+void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       float *C, int64_t ldc) {
+    int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
+#pragma omp parallel for schedule(dynamic) if (tm * tn > 1)
+    for (int64_t t = 0; t < tm * tn; t++) {
+        int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
+        int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mt, (int)nt, (int)K, 1.0f, A + m0 * lda, (int)lda,
+                    B + n0 * ldb, (int)ldb, 1.0f, C + m0 * ldc + n0, (int)ldc);
+    }
+}
+
+void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, float *C, int64_t ldc) {
+    int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
+#pragma omp parallel for schedule(dynamic) if (tm * tn > 1)
+    for (int64_t t = 0; t < tm * tn; t++) {
+        int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
+        int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)mt, (int)nt, (int)K, 1.0f,
+                    trans_a ? A + m0 : A + m0 * lda, (int)lda, B + n0, (int)ldb, beta, C + m0 * ldc + n0, (int)ldc);
+    }
+}
 
 gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad) {
     if (!x || !w) return NULL;
@@ -146,8 +175,7 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
             B = work;
         }
         float *out = y + n * g.O * g.OHW;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)g.O, (int)g.OHW, (int)g.CKK, 1.0f, w, (int)g.CKK,
-                    B, (int)g.OHW, 0.0f, out, (int)g.OHW);
+        gd_sgemm_tiled(0, g.O, g.OHW, g.CKK, w, g.CKK, B, g.OHW, 0.0f, out, g.OHW);
         if (b) {
 #pragma omp parallel for if (g.O * g.OHW > 32768)
             for (int64_t o = 0; o < g.O; o++)
@@ -182,17 +210,14 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
                 im2col(&g, xn, work);
                 B = work;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)g.O, (int)g.CKK, (int)g.OHW, 1.0f, dyn,
-                        (int)g.OHW, B, (int)g.OHW, 1.0f, Wt->grad, (int)g.CKK);
+            gd_sgemm_tiled_bt(g.O, g.CKK, g.OHW, dyn, g.OHW, B, g.OHW, Wt->grad, g.CKK);
         }
         if (dx) {
             float *dxn = dx + n * g.C * g.H * g.W;
             if (direct(&g)) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)g.OHW, (int)g.O, 1.0f, w,
-                            (int)g.CKK, dyn, (int)g.OHW, 1.0f, dxn, (int)g.OHW);
+                gd_sgemm_tiled(1, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 1.0f, dxn, g.OHW);
             } else {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)g.CKK, (int)g.OHW, (int)g.O, 1.0f, w,
-                            (int)g.CKK, dyn, (int)g.OHW, 0.0f, work, (int)g.OHW);
+                gd_sgemm_tiled(1, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 0.0f, work, g.OHW);
                 col2im(&g, work, dxn);
             }
         }
@@ -252,20 +277,15 @@ void gd_fwd_linear(gd_tensor *t, float *work) {
     }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) y[r * out + o] = b ? b[o] : 0.0f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)out, (int)in, 1.0f, F32(t->src[0]),
-                (int)in, F32(t->src[1]), (int)in, 1.0f, y, (int)out);
+    gd_sgemm_tiled_bt(rows, out, in, F32(t->src[0]), in, F32(t->src[1]), in, y, out);
 }
 
 void gd_bwd_linear(gd_tensor *t, float *work) {
     (void)work;
     gd_tensor *X = t->src[0], *Wt = t->src[1], *Bt = t->src[2];
     int64_t out = t->ne[t->ndim - 1], in = Wt->ne[1], rows = gd_nelements(t) / out;
-    if (X->grad)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)in, (int)out, 1.0f, t->grad, (int)out,
-                    F32(Wt), (int)in, 1.0f, X->grad, (int)in);
-    if (Wt->grad)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)rows, 1.0f, t->grad, (int)out,
-                    F32(X), (int)in, 1.0f, Wt->grad, (int)in);
+    if (X->grad) gd_sgemm_tiled(0, rows, in, out, t->grad, out, F32(Wt), in, 1.0f, X->grad, in);
+    if (Wt->grad) gd_sgemm_tiled(1, out, in, rows, t->grad, out, F32(X), in, 1.0f, Wt->grad, in);
     if (Bt && Bt->grad)
         for (int64_t o = 0; o < out; o++) {
             double s = 0;

@@ -193,7 +193,9 @@ void gd_set_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    openblas_set_num_threads(n);
+    /* All parallelism is ours (OpenMP over GEMM tiles, heads, channels); OpenBLAS runs each call on
+     * one thread. Its own threading changes per-element results with the thread count. */
+    openblas_set_num_threads(1);
 }
 
 int gd_get_threads(void) {

@@ -9,6 +9,7 @@
 
 #include "gd_safetensors.h"
 #include "test.h"
+#include "cli_util.h"
 
 #include <dirent.h>
 #include <stdint.h>
@@ -20,116 +21,6 @@
 #include <unistd.h>
 
 #define CLI_TOL 1e-4
-
-/* ---- helpers ----------------------------------------------------------------------------- */
-
-static const char *tool_path(void) {
-    static char p[1024];
-    const char *b = getenv("BUILD");
-    snprintf(p, sizeof p, "./%s/ddpm-forward", b && *b ? b : "build");
-    return p;
-}
-
-static int cli_mkdtemp(char *out, size_t n) {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) base = "/tmp";
-    snprintf(out, n, "%s/gd_cli_test_XXXXXX", base);
-    return mkdtemp(out) ? 0 : -1;
-}
-
-static void cli_rmtree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4096];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) cli_rmtree(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static int cli_count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static int file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* Whole file as a NUL-terminated string ("" when unreadable); caller frees. */
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    if (f) {
-        for (;;) {
-            if (n + 4096 + 1 > cap) {
-                cap = cap ? 2 * cap : 8192;
-                char *nb = realloc(buf, cap);
-                if (!nb) break;
-                buf = nb;
-            }
-            size_t r = fread(buf + n, 1, 4096, f);
-            n += r;
-            if (r == 0) break;
-        }
-        fclose(f);
-    }
-    if (!buf) buf = malloc(1);
-    if (buf) buf[n] = 0;
-    return buf;
-}
-
-static int count_lines(const char *s) {
-    int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
-    return n;
-}
-
-typedef struct {
-    int status; /* exit status, or -1 when the process did not exit normally */
-    char *out, *err;
-} run_result;
-
-/* Runs the tool with args (already shell-quoted), capturing stdout and stderr into files in dir. */
-static run_result run_tool(const char *dir, const char *args) {
-    char cmd[8192], po[1100], pe[1100];
-    snprintf(po, sizeof po, "%s/stdout.txt", dir);
-    snprintf(pe, sizeof pe, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "%s %s >'%s' 2>'%s'", tool_path(), args, po, pe);
-    int rc = system(cmd);
-    run_result r;
-    r.status = rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-    r.out = slurp(po);
-    r.err = slurp(pe);
-    unlink(po);
-    unlink(pe);
-    return r;
-}
-
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
-
-static int tool_available(void) {
-    int ok = access(tool_path(), X_OK) == 0;
-    CHECK(ok, "%s is missing; build it first (make)", tool_path());
-    return ok;
-}
 
 /* max |c - ref| / max |ref| over tensor `name` of two files (INFINITY on any mismatch) */
 static double cli_rel_err(const gd_st_file *got, const gd_st_file *ref, const char *name) {
@@ -152,8 +43,8 @@ static double cli_rel_err(const gd_st_file *got, const gd_st_file *ref, const ch
 /* Checks that a failed run followed the contract: status 2, nothing on stdout, exactly one line
  * on stderr starting "ddpm-forward:", and nothing left in outdir (the output's directory). */
 static void expect_error(const char *what, const char *tmp, const char *outdir, const char *args) {
-    run_result r = run_tool(tmp, args);
-    int lines = count_lines(r.err);
+    cli_result r = cli_run("ddpm-forward", tmp, args);
+    int lines = cli_count_lines(r.err);
     CHECK(r.status == 2, "%s: exit status %d, want 2 (stderr: %s)", what, r.status, r.err);
     CHECK(lines == 1 && !strncmp(r.err, "ddpm-forward: ", 14) && r.err[strlen(r.err) - 1] == '\n',
           "%s: stderr should be one 'ddpm-forward: ' line, got %d lines: %s", what, lines, r.err);
@@ -161,7 +52,7 @@ static void expect_error(const char *what, const char *tmp, const char *outdir, 
     int left = cli_count_entries(outdir);
     CHECK(left == 0, "%s: %d file(s) left in the output directory", what, left);
     if (r.status == 2 && lines == 1) printf("    %-34s -> %s", what, r.err);
-    run_free(&r);
+    cli_run_free(&r);
 }
 
 /* Writes a model file's embedded config to path; returns 0 on success. */
@@ -182,7 +73,7 @@ static int write_embedded_config(const char *model, const char *path) {
 /* ---- tests ------------------------------------------------------------------------------- */
 
 static void test_forward_parity(void) {
-    if (!tool_available()) return;
+    if (!cli_tool_available("ddpm-forward")) return;
     char tmp[1024], out[1200], args[4096], err[512];
     CHECK(cli_mkdtemp(tmp, sizeof tmp) == 0, "mkdtemp failed");
     const char *names[] = {"unet_a", "unet_b", "sr_a", "cls_a", "cls_b"};
@@ -191,11 +82,11 @@ static void test_forward_parity(void) {
         snprintf(out, sizeof out, "%s/%s.out.safetensors", tmp, n);
         snprintf(args, sizeof args, "-m tests/fixtures/%s.safetensors -i tests/fixtures/%s.io.safetensors -o '%s' -t 2",
                  n, n, out);
-        run_result r = run_tool(tmp, args);
+        cli_result r = cli_run("ddpm-forward", tmp, args);
         CHECK(r.status == 0, "%s: exit status %d: %s", n, r.status, r.err);
-        CHECK(count_lines(r.out) == 1, "%s: want one summary line on stdout, got: %s", n, r.out);
+        CHECK(cli_count_lines(r.out) == 1, "%s: want one summary line on stdout, got: %s", n, r.out);
         CHECK(r.err[0] == 0, "%s: unexpected stderr: %s", n, r.err);
-        run_free(&r);
+        cli_run_free(&r);
         gd_st_file *got = gd_st_open(out, err, sizeof err);
         CHECK(got != NULL, "%s: %s", n, err);
         snprintf(args, sizeof args, "tests/fixtures/%s.io.safetensors", n);
@@ -226,7 +117,7 @@ static void test_forward_parity(void) {
 /* Classifier without y: logits only; -q: nothing on stdout; -c: a config file instead of the
  * embedded one; long options. */
 static void test_forward_options(void) {
-    if (!tool_available()) return;
+    if (!cli_tool_available("ddpm-forward")) return;
     char tmp[1024], in[1200], out[1200], cfgp[1200], args[4096], err[512];
     CHECK(cli_mkdtemp(tmp, sizeof tmp) == 0, "mkdtemp failed");
 
@@ -244,10 +135,10 @@ static void test_forward_options(void) {
     snprintf(out, sizeof out, "%s/cls_nolabel.out.safetensors", tmp);
     snprintf(args, sizeof args,
              "--model=tests/fixtures/cls_a.safetensors --inputs '%s' --output '%s' --quiet --threads 1", in, out);
-    run_result r = run_tool(tmp, args);
+    cli_result r = cli_run("ddpm-forward", tmp, args);
     CHECK(r.status == 0 && r.out[0] == 0 && r.err[0] == 0, "cls_a without y: status %d, stdout '%s', stderr '%s'",
           r.status, r.out, r.err);
-    run_free(&r);
+    cli_run_free(&r);
     gd_st_file *got = gd_st_open(out, err, sizeof err);
     CHECK(got != NULL, "%s", err);
     if (got) {
@@ -265,11 +156,11 @@ static void test_forward_options(void) {
     snprintf(args, sizeof args,
              "-m tests/fixtures/unet_a.safetensors -c '%s' -i tests/fixtures/unet_a.io.safetensors -o '%s' -v", cfgp,
              out);
-    r = run_tool(tmp, args);
+    r = cli_run("ddpm-forward", tmp, args);
     CHECK(r.status == 0, "unet_a -c: status %d: %s", r.status, r.err);
     CHECK(strstr(r.err, "params") && strstr(r.err, "forward"), "-v should print a model summary and timings: %s",
           r.err);
-    run_free(&r);
+    cli_run_free(&r);
     io = gd_st_open("tests/fixtures/unet_a.io.safetensors", err, sizeof err);
     got = gd_st_open(out, err, sizeof err);
     CHECK(got != NULL, "%s", err);
@@ -304,7 +195,7 @@ static void write_inputs(const char *path, int64_t N, int64_t C, int64_t S, cons
 }
 
 static void test_forward_errors(void) {
-    if (!tool_available()) return;
+    if (!cli_tool_available("ddpm-forward")) return;
     char tmp[512], in[1024], outdir[1024], out[1200], args[8192], p[1200];
     CHECK(cli_mkdtemp(tmp, sizeof tmp) == 0, "mkdtemp failed");
     snprintf(in, sizeof in, "%s/in", tmp);
@@ -461,24 +352,24 @@ static void test_forward_errors(void) {
     snprintf(p, sizeof p, "%s/y_null.safetensors", in);
     write_inputs(p, 2, 3, 16, y_ok, 0, 1);
     snprintf(args, sizeof args, "-m %s -i '%s' -o '%s' -q", UA, p, out);
-    run_result r = run_tool(tmp, args);
-    CHECK(r.status == 0 && file_exists(out), "null-class label: status %d: %s", r.status, r.err);
-    run_free(&r);
+    cli_result r = cli_run("ddpm-forward", tmp, args);
+    CHECK(r.status == 0 && cli_file_exists(out), "null-class label: status %d: %s", r.status, r.err);
+    cli_run_free(&r);
     cli_rmtree(tmp);
 }
 
 static void test_help(void) {
-    if (!tool_available()) return;
+    if (!cli_tool_available("ddpm-forward")) return;
     char tmp[1024];
     CHECK(cli_mkdtemp(tmp, sizeof tmp) == 0, "mkdtemp failed");
     const char *forms[] = {"--help", "-h"};
     for (int k = 0; k < 2; k++) {
-        run_result r = run_tool(tmp, forms[k]);
+        cli_result r = cli_run("ddpm-forward", tmp, forms[k]);
         CHECK(r.status == 0, "%s: exit status %d", forms[k], r.status);
         CHECK(strstr(r.out, "usage:") && strstr(r.out, "example") && strstr(r.out, "ddpm-forward -m"),
               "%s: usage with an example expected on stdout, got: %s", forms[k], r.out);
         CHECK(r.err[0] == 0, "%s: unexpected stderr: %s", forms[k], r.err);
-        run_free(&r);
+        cli_run_free(&r);
     }
     cli_rmtree(tmp);
 }

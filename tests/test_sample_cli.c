@@ -1,0 +1,183 @@
+/* ddpm-sample as a process: determinism (same command, thread counts, batch sizes), regenerating
+ * one sample alone from its seed, the .npz and PNG metadata, and bad input (exit status 2, one
+ * line on stderr, no output file left behind). Runs on the tiny fixture models. */
+#define _POSIX_C_SOURCE 200809L
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE
+#endif
+#include "cli_util.h"
+#include "gd_image.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TOOL "ddpm-sample"
+#define UNET_A "-m tests/fixtures/unet_a.safetensors"
+#define CLS_A "--classifier tests/fixtures/cls_a.safetensors"
+
+static int run_ok(const char *dir, const char *args) {
+    cli_result r = cli_run(TOOL, dir, args);
+    int ok = r.status == 0;
+    CHECK(ok, "'%s' exited %d: %s", args, r.status, r.err);
+    cli_run_free(&r);
+    return ok;
+}
+
+static int same_file(const char *a, const char *b) {
+    size_t na = cli_file_size(a), nb = cli_file_size(b);
+    if (!na || na != nb) return 0;
+    char *x = cli_slurp(a), *y = cli_slurp(b);
+    int same = x && y && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+static void test_determinism(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], args[2048], a[600], b[600];
+    cli_mkdtemp(d, sizeof d);
+    const char *common = UNET_A " " CLS_A " --guidance entropy,cfg --scale 20 --steps 8 -n 5 --seed 31 -q";
+    struct {
+        const char *name, *extra;
+    } v[] = {{"ref", "-b 5 -t 2"}, {"again", "-b 5 -t 2"}, {"threads1", "-b 5 -t 1"}, {"batch2", "-b 2 -t 2"}, {"batch1", "-b 1 -t 1"}};
+    for (int i = 0; i < 5; i++) {
+        snprintf(args, sizeof args, "%s %s -o %s/%s.png --npz %s/%s.npz", common, v[i].extra, d, v[i].name, d, v[i].name);
+        if (!run_ok(d, args)) goto out;
+    }
+    snprintf(a, sizeof a, "%s/ref.npz", d);
+    for (int i = 1; i < 5; i++) {
+        snprintf(b, sizeof b, "%s/%s.npz", d, v[i].name);
+        int same = same_file(a, b);
+        printf("    %-9s (%s) vs reference run: %s\n", v[i].name, v[i].extra, same ? "identical bytes" : "DIFFERENT");
+        CHECK(same, "%s differs from the reference run", v[i].name);
+    }
+    snprintf(a, sizeof a, "%s/ref.png", d);
+    snprintf(b, sizeof b, "%s/again.png", d);
+    CHECK(same_file(a, b), "the same command twice gave different PNGs");
+out:
+    cli_rmtree(d);
+}
+
+/* Sample i of a run with seed S (random classes) is the single sample of a run with seed S+i. */
+static void test_regenerate_alone(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], args[2048], p[600];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(args, sizeof args, UNET_A " " CLS_A " --guidance classifier --scale 10 --steps 6 -n 4 -b 4 --seed 100 -q -o %s/all.png --npz %s/all.npz", d, d);
+    if (!run_ok(d, args)) goto out;
+    snprintf(args, sizeof args, UNET_A " " CLS_A " --guidance classifier --scale 10 --steps 6 -n 1 --seed 102 -q -o %s/one.png --npz %s/one.npz", d, d);
+    if (!run_ok(d, args)) goto out;
+    uint8_t *ia = NULL, *ib = NULL;
+    int64_t *la = NULL, *lb = NULL;
+    int n, h, w, c, n2, h2, w2, c2;
+    char err[512];
+    snprintf(p, sizeof p, "%s/all.npz", d);
+    int ok = gd_read_npz(p, &ia, &n, &h, &w, &c, &la, err, sizeof err) == 0;
+    snprintf(p, sizeof p, "%s/one.npz", d);
+    ok = ok && gd_read_npz(p, &ib, &n2, &h2, &w2, &c2, &lb, err, sizeof err) == 0;
+    CHECK(ok, "reading the npz files: %s", err);
+    if (ok) {
+        CHECK(n == 4 && n2 == 1 && h == 16 && w == 16 && c == 3 && la && lb, "shapes: %d %d %d %d / %d", n, h, w, c, n2);
+        size_t per = (size_t)h * w * c;
+        CHECK(!memcmp(ia + 2 * per, ib, per) && la[2] == lb[0], "sample 2 of seed 100 != sample 0 of seed 102 (labels %lld/%lld)",
+              (long long)la[2], (long long)lb[0]);
+        printf("    sample 2 of a 4-sample run (seed 100) == a 1-sample run with seed 102: %s (class %lld)\n",
+               !memcmp(ia + 2 * per, ib, per) ? "yes" : "no", (long long)lb[0]);
+    }
+    free(ia);
+    free(ib);
+    free(la);
+    free(lb);
+out:
+    cli_rmtree(d);
+}
+
+static void test_outputs(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], args[2048], p[600];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(args, sizeof args, UNET_A " --sampler ddim --steps 5 --class 1,2,9 -n 5 -b 2 --seed 3 -q -o %s/g.png --npz %s/s.npz --save-each %s", d, d, d);
+    if (!run_ok(d, args)) goto out;
+    uint8_t *im = NULL;
+    int64_t *lab = NULL;
+    int n, h, w, c;
+    char err[512];
+    snprintf(p, sizeof p, "%s/s.npz", d);
+    CHECK(gd_read_npz(p, &im, &n, &h, &w, &c, &lab, err, sizeof err) == 0, "%s", err);
+    if (lab) {
+        const int64_t want[5] = {1, 2, 9, 1, 2};
+        CHECK(n == 5 && !memcmp(lab, want, sizeof want), "labels cycle through the --class list");
+    }
+    free(im);
+    free(lab);
+    snprintf(p, sizeof p, "%s/g.png", d);
+    char *png = cli_slurp(p);
+    size_t np = cli_file_size(p);
+    int has_text = 0;
+    for (size_t i = 0; i + 14 < np; i++) has_text |= !memcmp(png + i, "tEXtparameters", 14);
+    CHECK(has_text, "grid PNG has a tEXt 'parameters' chunk");
+    free(png);
+    snprintf(p, sizeof p, "%s/g.png.json", d);
+    char *js = cli_slurp(p);
+    CHECK(strstr(js, "\"seed\":3") && strstr(js, "\"sampler\":\"ddim\""), "JSON sidecar records the parameters: %s", js);
+    free(js);
+    snprintf(p, sizeof p, "%s/sample_000004_seed7_class2.png", d);
+    CHECK(cli_file_exists(p), "per-sample PNG %s", p);
+out:
+    cli_rmtree(d);
+}
+
+static void expect_fail(const char *what, const char *d, const char *args) {
+    cli_result r = cli_run(TOOL, d, args);
+    int lines = cli_count_lines(r.err);
+    int entries = cli_count_entries(d);
+    printf("    %-34s -> %s", what, r.err);
+    CHECK(r.status == 2 && lines == 1 && !strncmp(r.err, "ddpm-sample: ", 13) && entries == 0,
+          "%s: status %d, %d stderr lines, %d files left: %s", what, r.status, lines, entries, r.err);
+    cli_run_free(&r);
+}
+
+static void test_bad_input(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], o[2048], args[4096];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(o, sizeof o, "-q -n 2 --steps 3 -o %s/x.png --npz %s/x.npz", d, d);
+    struct {
+        const char *what, *args;
+    } c[] = {
+        {"unknown flag", UNET_A " --frobnicate"},
+        {"bad number", UNET_A " -n many"},
+        {"negative steps", UNET_A " --steps -4"},
+        {"class out of range", UNET_A " --class 10"},
+        {"bad sampler", UNET_A " --sampler euler"},
+        {"bad guidance", UNET_A " --guidance magic"},
+        {"eta with ddpm", UNET_A " --eta 0.5"},
+        {"missing model file", "-m tests/fixtures/nope.safetensors"},
+        {"malformed model file", "-m tests/data/malformed/truncated_header.safetensors"},
+        {"classifier as the model", "-m tests/fixtures/cls_a.safetensors"},
+        {"model/classifier image mismatch", UNET_A " --classifier tests/fixtures/cls_b.safetensors --guidance classifier"},
+        {"cfg without a null class", "-m tests/fixtures/unet_b.safetensors --guidance cfg"},
+        {"classifier without guidance", UNET_A " " CLS_A},
+        {"bad respacing", UNET_A " --respacing ddim999"},
+        {"--class on an unconditional run", "-m tests/fixtures/unet_b.safetensors --class 3"},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        snprintf(args, sizeof args, "%s %s", c[i].args, o);
+        expect_fail(c[i].what, d, args);
+    }
+    snprintf(args, sizeof args, UNET_A " -q -n 1 --steps 2 -o %s/no/such/dir/x.png", d);
+    expect_fail("unwritable output", d, args);
+    snprintf(args, sizeof args, UNET_A " -q -n 1 --steps 2 -o %s/x.png --npz %s/no/x.npz", d, d);
+    expect_fail("unwritable npz", d, args);
+    cli_rmtree(d);
+}
+
+GD_TEST_TABLE(gd_tests_sample_cli) = {
+    {"ddpm-sample: deterministic across runs, threads and batch sizes", test_determinism},
+    {"ddpm-sample: a sample regenerates alone from its seed", test_regenerate_alone},
+    {"ddpm-sample: npz labels, PNG text chunk, sidecar, per-sample files", test_outputs},
+    {"ddpm-sample: bad input exits 2 with one line and no files", test_bad_input},
+    {NULL, NULL},
+};
