@@ -174,7 +174,49 @@ static void test_bad_input(void) {
     cli_rmtree(d);
 }
 
+/* --rng torch against guided-diffusion's flow run in PyTorch after torch.manual_seed(s)
+ * (tests/reference/gen_torchrng_fixtures.py): images and labels must be identical. */
+static void test_rng_torch(void) {
+    if (!cli_tool_available(TOOL)) return;
+    struct {
+        const char *fixture, *args;
+    } c[] = {
+        {"torchrng_ddpm_entropy", UNET_A " " CLS_A " --guidance entropy --scale 5 --respacing 10 -n 6 -b 4 --seed 42 --rng torch -q"},
+        {"torchrng_ddim_cfg", UNET_A " --guidance cfg --cfg-scale 2 --sampler ddim --respacing ddim10 --class 3 -n 8 -b 4 --seed 7 --rng torch -q"},
+    };
+    char d[512], args[4096], p[600], err[512];
+    cli_mkdtemp(d, sizeof d);
+    for (int i = 0; i < 2; i++) {
+        snprintf(args, sizeof args, "%s -o %s/g.png --npz %s/s.npz", c[i].args, d, d);
+        if (!run_ok(d, args)) continue;
+        uint8_t *ia = NULL, *ib = NULL;
+        int64_t *la = NULL, *lb = NULL;
+        int n, h, w, ch, n2, h2, w2, c2;
+        snprintf(p, sizeof p, "tests/fixtures/%s.npz", c[i].fixture);
+        int ok = gd_read_npz(p, &ia, &n, &h, &w, &ch, &la, err, sizeof err) == 0;
+        snprintf(p, sizeof p, "%s/s.npz", d);
+        ok = ok && gd_read_npz(p, &ib, &n2, &h2, &w2, &c2, &lb, err, sizeof err) == 0;
+        CHECK(ok, "%s: %s", c[i].fixture, err);
+        if (ok && n == n2 && h == h2 && w == w2 && ch == c2) {
+            size_t total = (size_t)n * h * w * ch, diff = 0;
+            for (size_t k = 0; k < total; k++) diff += ia[k] != ib[k];
+            int same_labels = !memcmp(la, lb, sizeof(int64_t) * (size_t)n);
+            printf("    %-22s %zu of %zu uint8 values differ from PyTorch; labels %s\n", c[i].fixture, diff, total,
+                   same_labels ? "equal" : "DIFFER");
+            CHECK(diff == 0 && same_labels, "%s: %zu values differ", c[i].fixture, diff);
+        } else {
+            CHECK(0, "%s: shapes differ", c[i].fixture);
+        }
+        free(ia);
+        free(ib);
+        free(la);
+        free(lb);
+    }
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_sample_cli) = {
+    {"ddpm-sample: --rng torch reproduces a seeded PyTorch run", test_rng_torch},
     {"ddpm-sample: deterministic across runs, threads and batch sizes", test_determinism},
     {"ddpm-sample: a sample regenerates alone from its seed", test_regenerate_alone},
     {"ddpm-sample: npz labels, PNG text chunk, sidecar, per-sample files", test_outputs},

@@ -344,7 +344,7 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_REALTIME, &ts);
         o.seed = ((unsigned long long)ts.tv_sec * 1000003ull ^ (unsigned long long)ts.tv_nsec) % 1000000000ull;
     }
-    int64_t *labels = calloc((size_t)N, sizeof(int64_t));
+    int64_t *labels = calloc((size_t)((N + B - 1) / B * B), sizeof(int64_t)); /* room for a full last batch */
     int list[MAX_LABELS], nlist = 0, random_class = !o.classes || !strcmp(o.classes, "random");
     if (!random_class) {
         char buf[16384];
@@ -355,7 +355,7 @@ int main(int argc, char **argv) {
         }
         if (!nlist) die("--class: empty list");
     }
-    for (int i = 0; i < N; i++) {
+    for (int i = 0; i < (N + B - 1) / B * B; i++) {
         if (!random_class) {
             labels[i] = list[i % nlist];
         } else if (!o.rng_torch) { /* per sample, from its own seed, so it can be regenerated alone */
@@ -396,7 +396,9 @@ int main(int argc, char **argv) {
     gd_rng torch_gen;
     gd_rng_seed(&torch_gen, o.seed);
     for (int b = 0; b < nb; b++) {
-        int n0 = b * B, nbat = N - n0 < B ? N - n0 : B;
+        /* --rng torch runs every batch at full size and drops the extra images of the last one, as
+         * guided-diffusion's classifier_sample.py does: its generator stream then matches. */
+        int n0 = b * B, nkeep = N - n0 < B ? N - n0 : B, nbat = o.rng_torch ? B : nkeep;
         if (nbat != planned_b) { /* plan once per distinct batch size (at most two) */
             double t0 = now();
             gd_sampler_free(smp);
@@ -440,7 +442,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nbat; i++) y[i] = (int32_t)labels[n0 + i];
         if (gd_sampler_run(smp, x)) die("sampling failed: %s", gd_last_error());
         if (o.rng_torch) torch_gen = noise.gens[0];
-        gd_to_uint8(x, nbat, C, S, S, images + (size_t)n0 * per);
+        gd_to_uint8(x, nkeep, C, S, S, images + (size_t)n0 * per);
         t_sample += now() - t0;
     }
 

@@ -14,7 +14,7 @@ the repository root, plus --npz PATH) that must reproduce arr_0 / arr_1.
 The random stream is guided-diffusion's (spec adm-reference.md 5.7, 6.1), on the CPU default
 generator:
     torch.manual_seed(seed)                    once
-    per batch of B (the last one may be smaller; the generator carries on):
+    per batch of B (always full size, as classifier_sample.py; the output is trimmed to N):
         classes = torch.randint(0, K, (B,))    only when classes are random (K = num_classes)
         img = torch.randn(B, C, H, W)          p_sample_loop / ddim_sample_loop start
         per loop step k = K_steps-1 ... 0:     noise = torch.randn(B, C, H, W)  (randn_like(x) in
@@ -110,7 +110,7 @@ def generate(case):
     images, labels = [], []
     done = 0
     while done < case["n"]:
-        B = min(case["b"], case["n"] - done)
+        B = case["b"]  # classifier_sample.py always runs full batches and trims to num_samples
         if case["cls"] is None:
             y = torch.randint(0, K, (B,))
         else:
@@ -136,7 +136,7 @@ def generate(case):
         images.append(img.numpy())
         labels.append(y.to(torch.int64).numpy())
         done += B
-    return np.concatenate(images), np.concatenate(labels)
+    return np.concatenate(images)[: case["n"]], np.concatenate(labels)[: case["n"]]
 
 
 def path_of(out_dir, case):
