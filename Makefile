@@ -3,7 +3,7 @@ CC      ?= gcc
 PYTHON  ?= /usr/bin/python3
 OPT     ?= -O3 -march=native
 CFLAGS  ?= $(OPT)
-CFLAGS  += -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+CFLAGS  += -std=c11 -fno-math-errno -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
 # OpenBLAS's OpenMP build shares our OpenMP thread pool; the pthread build's spinning workers
 # fight the OpenMP loops between GEMMs for the same cores (measured: element-wise ops 15x slower).
 BLASDIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -12,7 +12,7 @@ BUILD   ?= build
 
 LIB_SRC   = $(wildcard src/*.c)
 LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOLS     = ddpm-forward ddpm-bench ddpm-sample
+TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all test check-fixtures bench fuzz asan clean

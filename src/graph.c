@@ -155,7 +155,6 @@ static void free_block(allocator *a, size_t offs, size_t size) {
 }
 
 int gd_graph_plan(gd_graph *g, int with_backward) {
-    if (gd_get_threads() > 0) gd_set_threads(gd_get_threads()); /* pins OpenBLAS to one thread */
     int n = g->n;
     gd_ctx *ctx = g->ctx;
     int *last = malloc(sizeof(int) * (size_t)ctx->n);

@@ -14,10 +14,11 @@
         }                                                                                          \
     } while (0)
 
-/* GEMMs run as fixed-size tiles, one single-threaded OpenBLAS call per tile, tiles in parallel:
- * OpenBLAS's per-element results change with its thread count and with the matrix shape, so this
- * is what makes a sample's image independent of -t and of the batch it runs in (one GEMM per
- * sample, tiles that depend only on the layer's shape). */
+/* GEMMs run as fixed-size tiles, one OpenBLAS call per tile, always from inside a parallel region
+ * (so OpenBLAS itself stays single-threaded, even for a single tile): its per-element results
+ * change with its thread count and with the matrix shape, so this is what makes a sample's image
+ * independent of -t and of the batch it runs in (one GEMM per sample, tiles that depend only on
+ * the layer's shape). */
 #define TILE_M 64
 #define TILE_N 512
 
@@ -25,7 +26,7 @@
 void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                        float *C, int64_t ldc) {
     int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
-#pragma omp parallel for schedule(dynamic) if (tm * tn > 1)
+#pragma omp parallel for schedule(dynamic)
     for (int64_t t = 0; t < tm * tn; t++) {
         int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
         int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;
@@ -37,7 +38,7 @@ void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                     int64_t ldb, float beta, float *C, int64_t ldc) {
     int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
-#pragma omp parallel for schedule(dynamic) if (tm * tn > 1)
+#pragma omp parallel for schedule(dynamic)
     for (int64_t t = 0; t < tm * tn; t++) {
         int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
         int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;

@@ -193,9 +193,10 @@ void gd_set_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
-    /* All parallelism is ours (OpenMP over GEMM tiles, heads, channels); OpenBLAS runs each call on
-     * one thread. Its own threading changes per-element results with the thread count. */
-    openblas_set_num_threads(1);
+    /* OpenBLAS's OpenMP build follows omp_get_max_threads(), and runs single-threaded inside an
+     * active parallel region. Every GEMM of ours is issued from inside one (see ops_conv.c), since
+     * OpenBLAS's own threading changes per-element results with the thread count. */
+    openblas_set_num_threads(n);
 }
 
 int gd_get_threads(void) {

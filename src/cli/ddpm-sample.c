@@ -33,6 +33,7 @@ typedef struct {
     double eta, scale, cfg_scale;
     unsigned long long seed;
     int seed_given;
+    long long first; /* index of the first sample (sharded runs): seeds, class cycling and names follow it */
 } opts;
 
 static const char *prog = "ddpm-sample";
@@ -85,6 +86,8 @@ static void usage(FILE *f) {
             "      --eds-t-range LO:HI   apply the entropy rescaling only for original t in [LO, HI)\n"
             "randomness\n"
             "      --seed S              base seed (default: from the clock; printed). Sample i uses seed S+i.\n"
+            "      --first-index I       number the samples from I (seed S+I.., class list position, file names);\n"
+            "                            scripts/sample_batch.sh uses it to split one run into shards\n"
             "      --rng per-sample|torch  per-sample generators (default), or one PyTorch generator for the\n"
             "                            batch exactly as guided-diffusion draws (torch.manual_seed(S))\n"
             "output\n"
@@ -155,7 +158,7 @@ static void parse_args(int argc, char **argv, opts *o) {
                     IS("-n", "--num-samples") || IS("-b", "--batch-size") || IS("--steps", "--steps") ||
                     IS("--respacing", "--respacing") || IS("--sampler", "--sampler") || IS("--eta", "--eta") ||
                     IS("--guidance", "--guidance") || IS("--scale", "--scale") || IS("--cfg-scale", "--cfg-scale") ||
-                    IS("--eds-t-range", "--eds-t-range") || IS("--seed", "--seed") || IS("--rng", "--rng") ||
+                    IS("--eds-t-range", "--eds-t-range") || IS("--seed", "--seed") || IS("--rng", "--rng") || IS("--first-index", "") ||
                     IS("-o", "--output") || IS("--grid-cols", "--grid-cols") || IS("--save-each", "--save-each") ||
                     IS("--npz", "--npz") || IS("-t", "--threads");
         if (!known) die("unknown option '%s' (see --help)", a);
@@ -195,6 +198,7 @@ static void parse_args(int argc, char **argv, opts *o) {
             if (end == v || *end || errno || v[0] == '-') die("--seed: '%s' is not a non-negative integer", v);
             o->seed_given = 1;
         } else if (IS("--rng", "")) rng = v;
+        else if (IS("--first-index", "")) o->first = parse_int(a, v, 0, 2000000000);
         else if (IS("-o", "--output")) o->out = v;
         else if (IS("--grid-cols", "")) o->grid_cols = parse_int(a, v, 1, 4096);
         else if (IS("--save-each", "")) o->save_each = v;
@@ -216,6 +220,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         else die("--guidance: unknown mode '%s' (none, classifier, entropy, cfg)", tok);
     }
     if (o->eta != 0 && !o->ddim) die("--eta applies to --sampler ddim only");
+    if (o->first && o->rng_torch) die("--first-index needs per-sample generators (not --rng torch)");
     if (o->batch_size > o->num_samples) o->batch_size = o->num_samples;
 }
 
@@ -356,11 +361,12 @@ int main(int argc, char **argv) {
         if (!nlist) die("--class: empty list");
     }
     for (int i = 0; i < (N + B - 1) / B * B; i++) {
+        unsigned long long gi = (unsigned long long)(o.first + i); /* the sample's global index */
         if (!random_class) {
-            labels[i] = list[i % nlist];
+            labels[i] = list[gi % (unsigned long long)nlist];
         } else if (!o.rng_torch) { /* per sample, from its own seed, so it can be regenerated alone */
             gd_rng r;
-            gd_rng_seed(&r, (o.seed + (unsigned long long)i) ^ 0x6c6162656cull);
+            gd_rng_seed(&r, (o.seed + gi) ^ 0x6c6162656cull);
             gd_rng_randint(&r, K, &labels[i], 1);
         }
     }
@@ -436,7 +442,7 @@ int main(int argc, char **argv) {
             noise.gens[0] = torch_gen;
             if (random_class) gd_rng_randint(&noise.gens[0], K, labels + n0, nbat);
         } else {
-            for (int i = 0; i < nbat; i++) seeds[i] = o.seed + (unsigned long long)(n0 + i);
+            for (int i = 0; i < nbat; i++) seeds[i] = o.seed + (unsigned long long)(o.first + n0 + i);
             gd_rng_noise_seed(&noise, seeds);
         }
         for (int i = 0; i < nbat; i++) y[i] = (int32_t)labels[n0 + i];
@@ -466,6 +472,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(js, "seed", (double)o.seed);
     cJSON_AddStringToObject(js, "rng", o.rng_torch ? "torch" : "per-sample");
     cJSON_AddNumberToObject(js, "num_samples", N);
+    cJSON_AddNumberToObject(js, "first_index", (double)o.first);
     cJSON_AddNumberToObject(js, "batch_size", B);
     if (labelled) {
         cJSON *la = cJSON_AddArrayToObject(js, "labels");
@@ -484,11 +491,12 @@ int main(int argc, char **argv) {
     if (o.npz && gd_write_npz(o.npz, images, N, S, S, C, labelled ? labels : NULL, err, sizeof err)) die("%s", err);
     for (int i = 0; o.save_each && i < N; i++) {
         char p[PATH_MAX + 64];
+        long long gi = o.first + i;
         if (labelled)
-            snprintf(p, sizeof p, "%s/sample_%06d_seed%llu_class%d.png", o.save_each, i, o.seed + (unsigned long long)i,
+            snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu_class%d.png", o.save_each, gi, o.seed + (unsigned long long)gi,
                      (int)labels[i]);
         else
-            snprintf(p, sizeof p, "%s/sample_%06d_seed%llu.png", o.save_each, i, o.seed + (unsigned long long)i);
+            snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu.png", o.save_each, gi, o.seed + (unsigned long long)gi);
         if (gd_write_png_grid(p, images + (size_t)i * per, 1, S, S, C, 1, "parameters", params, err, sizeof err)) die("%s", err);
     }
     double t_write = now() - t0;
