@@ -57,6 +57,8 @@ gd_tensor *gd_unet_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t, g
 gd_tensor *gd_classifier_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t);
 /* After building: fails if the file holds tensors the network did not use (strict loading). */
 int gd_model_check_all_used(gd_model *m);
+/* Writes every tensor the model holds (in the order first used) with the config embedded. */
+int gd_model_save(const gd_model *m, const char *path, char *err, size_t errlen);
 /* Number of parameters handed out so far (the network's size after a build). */
 int64_t gd_model_param_count(const gd_model *m);
 int gd_model_tensor_count(const gd_model *m);

@@ -232,6 +232,33 @@ int gd_model_check_all_used(gd_model *m) {
     return 0;
 }
 
+int gd_model_save(const gd_model *m, const char *path, char *err, size_t errlen) {
+    gd_st_writer *w = gd_st_writer_new();
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = m->cfg.json ? gd_st_writer_meta(w, "config", m->cfg.json) : 0;
+    for (int i = 0; i < m->n && !rc; i++) {
+        const param *p = &m->p[i];
+        if (!p->data) {
+            snprintf(err, errlen, "tensor '%s' has no data (a shapes-only model)", p->name);
+            gd_st_writer_free(w);
+            return -1;
+        }
+        gd_st_dtype dt = p->dtype == GD_F16 ? GD_ST_F16 : p->dtype == GD_BF16 ? GD_ST_BF16 : GD_ST_F32;
+        rc = gd_st_writer_add(w, p->name, dt, p->ndim, p->ne, p->data);
+    }
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot add tensors", path);
+        gd_st_writer_free(w);
+        return -1;
+    }
+    rc = gd_st_writer_save(w, path, err, errlen);
+    gd_st_writer_free(w);
+    return rc;
+}
+
 int64_t gd_model_param_count(const gd_model *m) {
     int64_t s = 0;
     for (int i = 0; i < m->n; i++) {

@@ -178,7 +178,41 @@ static void test_eds_formula(void) {
     gd_model_free(cm);
 }
 
+/* PPAP-style experts: terms chained with disjoint original-timestep ranges; at each t exactly the
+ * owning expert contributes. Two copies of cls_a with scales 1 and 3 tell the experts apart. */
+static void test_multi_expert(void) {
+    char err[512];
+    gd_model *cm = gd_model_load("tests/fixtures/cls_a.safetensors", NULL, err, sizeof err);
+    CHECK(cm != NULL, "%s", err);
+    if (!cm) return;
+    const int N = 2, per = 768;
+    int32_t y[2] = {2, 5};
+    gd_classifier_guidance lo, hi, ref;
+    CHECK(!gd_classifier_guidance_init(&lo, cm, N, y, 1.0f, 0, err, sizeof err), "%s", err);
+    CHECK(!gd_classifier_guidance_init(&hi, cm, N, y, 3.0f, 0, err, sizeof err), "%s", err);
+    CHECK(!gd_classifier_guidance_init(&ref, cm, N, y, 1.0f, 0, err, sizeof err), "%s", err);
+    lo.t_lo = 0, lo.t_hi = 500, hi.t_lo = 500, hi.t_hi = 1000;
+    lo.base.next = &hi.base;
+    static float x[2 * 768], g[2 * 768], gr[2 * 768];
+    for (int i = 0; i < N * per; i++) x[i] = (float)sin(0.37 * i);
+    const int ts[4] = {0, 499, 500, 999};
+    for (int k = 0; k < 4; k++) {
+        memset(g, 0, sizeof g);
+        memset(gr, 0, sizeof gr);
+        for (gd_guidance *t = &lo.base; t; t = t->next) t->add_grad(t, x, ts[k], g);
+        ref.base.add_grad(&ref.base, x, ts[k], gr);
+        double want = ts[k] < 500 ? 1.0 : 3.0, worst = 0;
+        for (int i = 0; i < N * per; i++) worst = fmax(worst, fabs(g[i] - want * gr[i]));
+        CHECK(worst < 1e-6, "t=%d: chained experts give %.3g x the single classifier's gradient", ts[k], want);
+    }
+    gd_classifier_guidance_free(&lo);
+    gd_classifier_guidance_free(&hi);
+    gd_classifier_guidance_free(&ref);
+    gd_model_free(cm);
+}
+
 GD_TEST_TABLE(gd_tests_traj) = {
+    {"guidance: multi-expert classifiers by timestep range", test_multi_expert},
     {"guidance: EDS scale is log(K)/H per sample", test_eds_formula},
     {"trajectory parity with the PyTorch sampler", test_traj},
     {NULL, NULL},

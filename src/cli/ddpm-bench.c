@@ -19,13 +19,14 @@ static int cmp(const void *a, const void *b) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ddpm-bench -c CONFIG.json [--mode unet|classifier] [--batch N] [-t THREADS] [--repeat R]\n"
+               "                  [--save-weights PATH]   (also write the random weights, config embedded)\n"
                "Times the network's forward pass (unet) or forward + input gradient (classifier) with random\n"
                "weights; prints one JSON line with the median seconds and effective GFLOP/s.\n"
                "example: ddpm-bench -c configs/adm64.json --batch 1 -t 2 --repeat 3\n");
 }
 
 int main(int argc, char **argv) {
-    const char *cfg_path = NULL, *mode = NULL;
+    const char *cfg_path = NULL, *mode = NULL, *save = NULL;
     int batch = 1, threads = 0, repeat = 3;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -42,6 +43,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = atoi(v);
         else if (!strcmp(a, "--repeat")) repeat = atoi(v);
+        else if (!strcmp(a, "--save-weights")) save = v;
         else {
             fprintf(stderr, "ddpm-bench: unknown flag %s; see --help\n", a);
             return 2;
@@ -83,6 +85,10 @@ int main(int argc, char **argv) {
     }
     if (gd_net_low_res(net))
         memset(gd_net_low_res(net), 0, sizeof(float) * (size_t)batch * cfg.in_channels * cfg.small_size * cfg.small_size);
+    if (save && gd_model_save(m, save, err, sizeof err)) {
+        fprintf(stderr, "ddpm-bench: %s\n", err);
+        return 2;
+    }
     double *runs = malloc(sizeof(double) * (size_t)repeat);
     for (int r = -1; r < repeat; r++) { /* r = -1 is the warm-up */
         double t0 = now();
