@@ -36,9 +36,13 @@ $(BUILD)/gd-tests: $(TEST_SRC) tests/test.h tests/cli_util.h $(BUILD)/libgd.a
 test: all $(BUILD)/gd-tests
 	./$(BUILD)/gd-tests
 
-# Regenerates the PyTorch fixtures in a temporary folder and compares them with tests/fixtures.
+# Regenerates every PyTorch fixture in a temporary folder and compares it with tests/fixtures.
 check-fixtures:
 	$(PYTHON) tests/reference/gen_fixtures.py --check
+	$(PYTHON) tests/reference/gen_traj_fixtures.py --check
+	$(PYTHON) tests/reference/gen_torchrng_fixtures.py --check
+	d=$$(mktemp -d) && $(PYTHON) tests/reference/gen_rng_fixtures.py --out $$d/rng.safetensors >/dev/null && \
+	    cmp $$d/rng.safetensors tests/fixtures/rng.safetensors && echo "OK   rng.safetensors identical"; rm -rf $$d
 
 bench: all
 	PYTHON=$(PYTHON) sh scripts/bench.sh
