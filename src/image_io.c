@@ -84,16 +84,6 @@ static unsigned char *gd_png_deflate(unsigned char *data, int data_len, int *out
 /* ------------------------------------------------------------------------------------------ */
 /* errors and atomic files (the two gd_img_* functions are shared with src/npz.c)             */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-}
 
 /* Declared again in src/npz.c (the image module has no internal header of its own). */
 
@@ -103,19 +93,19 @@ FILE *gd_img_tmp_open(const char *path, char **tmp_out, char *err, size_t errlen
     size_t tlen = strlen(path) + 32;
     char *tmp = malloc(tlen);
     if (!tmp) {
-        set_err(err, errlen, "%s: out of memory", path);
+        gd_errf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create temporary file '%s': %s", path, tmp, strerror(errno));
+        gd_errf(err, errlen, "%s: cannot create temporary file '%s': %s", path, tmp, strerror(errno));
         free(tmp);
         return NULL;
     }
     FILE *f = fdopen(fd, "wb");
     if (!f) {
-        set_err(err, errlen, "%s: fdopen of '%s' failed: %s", path, tmp, strerror(errno));
+        gd_errf(err, errlen, "%s: fdopen of '%s' failed: %s", path, tmp, strerror(errno));
         close(fd);
         unlink(tmp);
         free(tmp);
@@ -150,7 +140,7 @@ int gd_img_tmp_commit(FILE *f, char *tmp, const char *path, int ok, char *err, s
         saved = errno;
     }
     if (!ok || what) {
-        if (ok) set_err(err, errlen, "%s: %s of '%s' failed: %s", path, what, tmp, strerror(saved));
+        if (ok) gd_errf(err, errlen, "%s: %s of '%s' failed: %s", path, what, tmp, strerror(saved));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -264,22 +254,22 @@ static int build_text_chunk(const char *path, const char *key, const char *value
         uint32_t cp;
         size_t l = utf8_decode(k + i, klen - i, &cp);
         if (l == 0 || !((cp >= 32 && cp <= 126) || (cp >= 161 && cp <= 255))) {
-            set_err(err, errlen, "%s: PNG text keyword must be printable Latin-1 (bad byte at offset %zu)", path, i);
+            gd_errf(err, errlen, "%s: PNG text keyword must be printable Latin-1 (bad byte at offset %zu)", path, i);
             return -1;
         }
         if (kn == 79) {
-            set_err(err, errlen, "%s: PNG text keyword is longer than 79 characters", path);
+            gd_errf(err, errlen, "%s: PNG text keyword is longer than 79 characters", path);
             return -1;
         }
         if (cp == ' ' && (kn == 0 || kw[kn - 1] == ' ')) {
-            set_err(err, errlen, "%s: PNG text keyword has a leading or double space", path);
+            gd_errf(err, errlen, "%s: PNG text keyword has a leading or double space", path);
             return -1;
         }
         kw[kn++] = (unsigned char)cp;
         i += l;
     }
     if (kn == 0 || kw[kn - 1] == ' ') {
-        set_err(err, errlen, "%s: PNG text keyword is empty or ends in a space", path);
+        gd_errf(err, errlen, "%s: PNG text keyword is empty or ends in a space", path);
         return -1;
     }
 
@@ -287,7 +277,7 @@ static int build_text_chunk(const char *path, const char *key, const char *value
     const unsigned char *v = (const unsigned char *)(value ? value : "");
     size_t vlen = strlen((const char *)v);
     if (vlen > GD_PNG_MAX_TEXT) {
-        set_err(err, errlen, "%s: PNG text value of %zu bytes is too long (limit %zu)", path, vlen, GD_PNG_MAX_TEXT);
+        gd_errf(err, errlen, "%s: PNG text value of %zu bytes is too long (limit %zu)", path, vlen, GD_PNG_MAX_TEXT);
         return -1;
     }
     int latin1 = 1;
@@ -334,7 +324,7 @@ static int build_text_chunk(const char *path, const char *key, const char *value
     free(text.p);
     if (oom) {
         free(c.p);
-        set_err(err, errlen, "%s: out of memory building the PNG text chunk", path);
+        gd_errf(err, errlen, "%s: out of memory building the PNG text chunk", path);
         return -1;
     }
     size_t dlen = c.n - 12;
@@ -361,11 +351,11 @@ static int ceil_sqrt(int n) {
 int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, int cols,
                       const char *text_key, const char *text_value, char *err, size_t errlen) {
     if (!path || !*path) {
-        set_err(err, errlen, "gd_write_png_grid: empty path");
+        gd_errf(err, errlen, "gd_write_png_grid: empty path");
         return -1;
     }
     if (!nhwc || n <= 0 || h <= 0 || w <= 0 || cols < 0 || (c != 1 && c != 3)) {
-        set_err(err, errlen, "%s: bad PNG grid arguments (n=%d h=%d w=%d c=%d cols=%d; need n,h,w >= 1, c = 1 or 3)",
+        gd_errf(err, errlen, "%s: bad PNG grid arguments (n=%d h=%d w=%d c=%d cols=%d; need n,h,w >= 1, c = 1 or 3)",
                 path, n, h, w, c, cols);
         return -1;
     }
@@ -375,7 +365,7 @@ int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w
     const int64_t W = (int64_t)cols * w + (int64_t)(cols - 1) * GD_GRID_GAP;
     const int64_t H = (int64_t)rows * h + (int64_t)(rows - 1) * GD_GRID_GAP;
     if (W > INT_MAX / 4 || H > INT_MAX / 4 || (W * c + 1) * H > GD_PNG_MAX_RAW) {
-        set_err(err, errlen, "%s: PNG grid of %lldx%lld pixels is too large", path, (long long)W, (long long)H);
+        gd_errf(err, errlen, "%s: PNG grid of %lldx%lld pixels is too large", path, (long long)W, (long long)H);
         return -1;
     }
 
@@ -385,7 +375,7 @@ int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w
     uint8_t *grid = calloc((size_t)(W * H * c), 1); /* black gaps and empty cells */
     if (!grid) {
         free(text.p);
-        set_err(err, errlen, "%s: out of memory for a %lldx%lld grid", path, (long long)W, (long long)H);
+        gd_errf(err, errlen, "%s: out of memory for a %lldx%lld grid", path, (long long)W, (long long)H);
         return -1;
     }
     const size_t row_bytes = (size_t)w * (size_t)c, img_bytes = (size_t)h * row_bytes;
@@ -403,7 +393,7 @@ int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w
     if (!png || png_len < 8 + 25 + 12 || memcmp(png + png_len - 12, iend, 12) != 0) {
         free(png);
         free(text.p);
-        set_err(err, errlen, "%s: PNG encoding failed", path);
+        gd_errf(err, errlen, "%s: PNG encoding failed", path);
         return -1;
     }
 
@@ -421,6 +411,6 @@ int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w
     int saved = errno;
     free(png);
     free(text.p);
-    if (!ok) set_err(err, errlen, "%s: write of '%s' failed: %s", path, tmp, strerror(saved));
+    if (!ok) gd_errf(err, errlen, "%s: write of '%s' failed: %s", path, tmp, strerror(saved));
     return gd_img_tmp_commit(f, tmp, path, ok, err, errlen);
 }

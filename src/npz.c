@@ -68,16 +68,6 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
 #define ZIP_MAX_CD ((uint64_t)1 << 26) /* central directory size limit for the reader */
 #define CRC_CHUNK ((size_t)1 << 26)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
-}
 
 static void put16(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)v;
@@ -213,11 +203,11 @@ static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off) {
 int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, const int64_t *labels,
                      int force_zip64, char *err, size_t errlen) {
     if (!path || !*path) {
-        set_err(err, errlen, "gd_write_npz: empty path");
+        gd_errf(err, errlen, "gd_write_npz: empty path");
         return -1;
     }
     if (!nhwc || n <= 0 || h <= 0 || w <= 0 || c <= 0) {
-        set_err(err, errlen, "%s: bad npz arguments (n=%d h=%d w=%d c=%d; all must be >= 1)", path, n, h, w, c);
+        gd_errf(err, errlen, "%s: bad npz arguments (n=%d h=%d w=%d c=%d; all must be >= 1)", path, n, h, w, c);
         return -1;
     }
     /* each factor is below 2^31, so n*h fits but the full product may not */
@@ -225,7 +215,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
     const int fits = nh <= UINT64_MAX / (uint64_t)w && nh * (uint64_t)w <= UINT64_MAX / (uint64_t)c;
     const uint64_t nbytes = fits ? nh * (uint64_t)w * (uint64_t)c : 0;
     if (!fits || nbytes > (uint64_t)SIZE_MAX || nbytes > ((uint64_t)1 << 62)) {
-        set_err(err, errlen, "%s: %dx%dx%dx%d images are too large", path, n, h, w, c);
+        gd_errf(err, errlen, "%s: %dx%dx%dx%d images are too large", path, n, h, w, c);
         return -1;
     }
 
@@ -234,7 +224,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
     size_t hl0 = npy_header(hdr0, sizeof hdr0, "|u1", shape0, 4);
     size_t hl1 = labels ? npy_header(hdr1, sizeof hdr1, "<i8", shape1, 1) : 0;
     if (!hl0 || (labels && !hl1)) {
-        set_err(err, errlen, "%s: internal error building the .npy header", path);
+        gd_errf(err, errlen, "%s: internal error building the .npy header", path);
         return -1;
     }
 
@@ -336,7 +326,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
         put32(b, ent[i].crc);
         ok = pwrite_all(fileno(f), b, 4, ent[i].offset + 14) == 0;
     }
-    if (!ok) set_err(err, errlen, "%s: write of '%s' failed: %s", path, tmp, strerror(errno));
+    if (!ok) gd_errf(err, errlen, "%s: write of '%s' failed: %s", path, tmp, strerror(errno));
     return gd_img_tmp_commit(f, tmp, path, ok, err, errlen);
 }
 
@@ -359,7 +349,7 @@ typedef struct {
 /* Reads exactly len bytes at off; fails (with err) on a short file or an I/O error. */
 static int read_at(reader *r, uint64_t off, void *buf, size_t len, const char *what) {
     if (off > r->size || len > r->size - off) {
-        set_err(r->err, r->errlen, "%s: truncated file (%s at offset %llu, %zu bytes, past the end)", r->path, what,
+        gd_errf(r->err, r->errlen, "%s: truncated file (%s at offset %llu, %zu bytes, past the end)", r->path, what,
                 (unsigned long long)off, len);
         return -1;
     }
@@ -369,7 +359,7 @@ static int read_at(reader *r, uint64_t off, void *buf, size_t len, const char *w
         ssize_t k = pread(r->fd, p, want, (off_t)off);
         if (k < 0 && errno == EINTR) continue;
         if (k <= 0) {
-            set_err(r->err, r->errlen, "%s: read error (%s): %s", r->path, what,
+            gd_errf(r->err, r->errlen, "%s: read error (%s): %s", r->path, what,
                     k < 0 ? strerror(errno) : "unexpected end of file");
             return -1;
         }
@@ -414,7 +404,7 @@ static int parse_zip64_extra(reader *r, const char *name, const uint8_t *x, size
         i += 4 + sz;
     }
 bad:
-    set_err(r->err, r->errlen, "%s: %s: missing or short zip64 extra field", r->path, name);
+    gd_errf(r->err, r->errlen, "%s: %s: missing or short zip64 extra field", r->path, name);
     return -1;
 }
 
@@ -422,13 +412,13 @@ bad:
  * end records begin; members and the directory must end before it). */
 static int find_central_dir(reader *r, uint64_t *cd_off, uint64_t *cd_size, uint64_t *count, uint64_t *limit) {
     if (r->size < 22) {
-        set_err(r->err, r->errlen, "%s: not a zip/npz file (%llu bytes)", r->path, (unsigned long long)r->size);
+        gd_errf(r->err, r->errlen, "%s: not a zip/npz file (%llu bytes)", r->path, (unsigned long long)r->size);
         return -1;
     }
     size_t tail = r->size < 22 + 65535 ? (size_t)r->size : 22 + 65535;
     uint8_t *t = malloc(tail);
     if (!t) {
-        set_err(r->err, r->errlen, "%s: out of memory", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory", r->path);
         return -1;
     }
     if (read_at(r, r->size - tail, t, tail, "end of central directory") != 0) {
@@ -448,7 +438,7 @@ static int find_central_dir(reader *r, uint64_t *cd_off, uint64_t *cd_size, uint
     if (found < 0) found = loose;
     if (found < 0) {
         free(t);
-        set_err(r->err, r->errlen, "%s: not a zip/npz file (no end of central directory record)", r->path);
+        gd_errf(r->err, r->errlen, "%s: not a zip/npz file (no end of central directory record)", r->path);
         return -1;
     }
     uint8_t eocd[22];
@@ -468,13 +458,13 @@ static int find_central_dir(reader *r, uint64_t *cd_off, uint64_t *cd_size, uint
         if (get32(loc) == ZIP64_LOCATOR_SIG) {
             uint64_t z_off = get64(loc + 8);
             if (get32(loc + 4) != 0 || get32(loc + 16) > 1 || z_off > eocd_pos - 20 || eocd_pos - 20 - z_off < 56) {
-                set_err(r->err, r->errlen, "%s: bad zip64 end of central directory locator", r->path);
+                gd_errf(r->err, r->errlen, "%s: bad zip64 end of central directory locator", r->path);
                 return -1;
             }
             uint8_t z[56];
             if (read_at(r, z_off, z, 56, "zip64 end of central directory") != 0) return -1;
             if (get32(z) != ZIP64_EOCD_SIG) {
-                set_err(r->err, r->errlen, "%s: bad zip64 end of central directory record", r->path);
+                gd_errf(r->err, r->errlen, "%s: bad zip64 end of central directory record", r->path);
                 return -1;
             }
             disk = get32(z + 16);
@@ -487,21 +477,21 @@ static int find_central_dir(reader *r, uint64_t *cd_off, uint64_t *cd_size, uint
         }
     }
     if (disk != 0 || cd_disk != 0 || entries_disk != *count) {
-        set_err(r->err, r->errlen, "%s: multi-disk zip archives are not supported", r->path);
+        gd_errf(r->err, r->errlen, "%s: multi-disk zip archives are not supported", r->path);
         return -1;
     }
     if (*cd_off > *limit || *cd_size > *limit - *cd_off) {
-        set_err(r->err, r->errlen, "%s: central directory (offset %llu, %llu bytes) lies outside the file", r->path,
+        gd_errf(r->err, r->errlen, "%s: central directory (offset %llu, %llu bytes) lies outside the file", r->path,
                 (unsigned long long)*cd_off, (unsigned long long)*cd_size);
         return -1;
     }
     if (*cd_size > ZIP_MAX_CD) {
-        set_err(r->err, r->errlen, "%s: central directory of %llu bytes is too large", r->path,
+        gd_errf(r->err, r->errlen, "%s: central directory of %llu bytes is too large", r->path,
                 (unsigned long long)*cd_size);
         return -1;
     }
     if (*count > *cd_size / 46) {
-        set_err(r->err, r->errlen, "%s: central directory claims %llu entries in %llu bytes", r->path,
+        gd_errf(r->err, r->errlen, "%s: central directory claims %llu entries in %llu bytes", r->path,
                 (unsigned long long)*count, (unsigned long long)*cd_size);
         return -1;
     }
@@ -515,7 +505,7 @@ static int read_central_dir(reader *r, zentry ents[2], uint64_t *members_end) {
     *members_end = cd_off;
     uint8_t *cd = malloc(cd_size ? (size_t)cd_size : 1);
     if (!cd) {
-        set_err(r->err, r->errlen, "%s: out of memory", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory", r->path);
         return -1;
     }
     if (read_at(r, cd_off, cd, (size_t)cd_size, "central directory") != 0) {
@@ -525,13 +515,13 @@ static int read_central_dir(reader *r, zentry ents[2], uint64_t *members_end) {
     size_t p = 0;
     for (uint64_t i = 0; i < count; i++) {
         if (p + 46 > cd_size || get32(cd + p) != ZIP_CENTRAL_SIG) {
-            set_err(r->err, r->errlen, "%s: bad central directory entry %llu", r->path, (unsigned long long)i);
+            gd_errf(r->err, r->errlen, "%s: bad central directory entry %llu", r->path, (unsigned long long)i);
             goto fail;
         }
         const uint8_t *h = cd + p;
         size_t nl = get16(h + 28), xl = get16(h + 30), cl = get16(h + 32);
         if (p + 46 + nl + xl + cl > cd_size) {
-            set_err(r->err, r->errlen, "%s: central directory entry %llu overruns the directory", r->path,
+            gd_errf(r->err, r->errlen, "%s: central directory entry %llu overruns the directory", r->path,
                     (unsigned long long)i);
             goto fail;
         }
@@ -542,7 +532,7 @@ static int read_central_dir(reader *r, zentry ents[2], uint64_t *members_end) {
         if (which >= 0) {
             zentry *e = &ents[which];
             if (e->present) {
-                set_err(r->err, r->errlen, "%s: duplicate member %s", r->path, entry_names[which]);
+                gd_errf(r->err, r->errlen, "%s: duplicate member %s", r->path, entry_names[which]);
                 goto fail;
             }
             e->present = 1;
@@ -558,7 +548,7 @@ static int read_central_dir(reader *r, zentry ents[2], uint64_t *members_end) {
                 parse_zip64_extra(r, entry_names[which], h + 46 + nl, xl, e, nu, nc, no) != 0)
                 goto fail;
             if (disk != 0 && disk != 0xFFFF) {
-                set_err(r->err, r->errlen, "%s: multi-disk zip archives are not supported", r->path);
+                gd_errf(r->err, r->errlen, "%s: multi-disk zip archives are not supported", r->path);
                 goto fail;
             }
         }
@@ -591,49 +581,49 @@ static int open_member(reader *r, zentry *e, const char *name, uint64_t members_
     s->e = e;
     s->name = name;
     if (e->flags & 1u) {
-        set_err(r->err, r->errlen, "%s: %s is encrypted", r->path, name);
+        gd_errf(r->err, r->errlen, "%s: %s is encrypted", r->path, name);
         return -1;
     }
     if (e->method != 0 && e->method != 8) {
-        set_err(r->err, r->errlen, "%s: %s uses unsupported compression method %u", r->path, name, e->method);
+        gd_errf(r->err, r->errlen, "%s: %s uses unsupported compression method %u", r->path, name, e->method);
         return -1;
     }
     if (e->method == 0 && e->csize != e->usize) {
-        set_err(r->err, r->errlen, "%s: %s is stored but its sizes differ (%llu vs %llu)", r->path, name,
+        gd_errf(r->err, r->errlen, "%s: %s is stored but its sizes differ (%llu vs %llu)", r->path, name,
                 (unsigned long long)e->csize, (unsigned long long)e->usize);
         return -1;
     }
     uint8_t lh[30 + 9];
     if (e->lho > members_end || members_end - e->lho < sizeof lh) {
-        set_err(r->err, r->errlen, "%s: %s: local header offset %llu is outside the archive", r->path, name,
+        gd_errf(r->err, r->errlen, "%s: %s: local header offset %llu is outside the archive", r->path, name,
                 (unsigned long long)e->lho);
         return -1;
     }
     if (read_at(r, e->lho, lh, sizeof lh, "local header") != 0) return -1;
     if (get32(lh) != ZIP_LOCAL_SIG || get16(lh + 26) != 9 || memcmp(lh + 30, name, 9) != 0) {
-        set_err(r->err, r->errlen, "%s: %s: bad local header at offset %llu", r->path, name,
+        gd_errf(r->err, r->errlen, "%s: %s: bad local header at offset %llu", r->path, name,
                 (unsigned long long)e->lho);
         return -1;
     }
     if (get16(lh + 8) != e->method || (get16(lh + 6) & 1u)) {
-        set_err(r->err, r->errlen, "%s: %s: local header disagrees with the central directory", r->path, name);
+        gd_errf(r->err, r->errlen, "%s: %s: local header disagrees with the central directory", r->path, name);
         return -1;
     }
     e->data_off = e->lho + 30 + 9 + get16(lh + 28);
     if (e->data_off > members_end || e->csize > members_end - e->data_off) {
-        set_err(r->err, r->errlen, "%s: %s: data (offset %llu, %llu bytes) runs past the end of the members", r->path,
+        gd_errf(r->err, r->errlen, "%s: %s: data (offset %llu, %llu bytes) runs past the end of the members", r->path,
                 name, (unsigned long long)e->data_off, (unsigned long long)e->csize);
         return -1;
     }
     /* deflate expands at most ~1032:1; anything more is a corrupt (or hostile) size field */
     if (e->method == 8 && e->usize / 1032 > e->csize + 64) {
-        set_err(r->err, r->errlen, "%s: %s: uncompressed size %llu is impossible for %llu compressed bytes", r->path,
+        gd_errf(r->err, r->errlen, "%s: %s: uncompressed size %llu is impossible for %llu compressed bytes", r->path,
                 name, (unsigned long long)e->usize, (unsigned long long)e->csize);
         return -1;
     }
     if (e->method == 8) {
         if (inflateInit2(&s->zs, -MAX_WBITS) != Z_OK) {
-            set_err(r->err, r->errlen, "%s: %s: inflateInit failed", r->path, name);
+            gd_errf(r->err, r->errlen, "%s: %s: inflateInit failed", r->path, name);
             return -1;
         }
         s->zinit = 1;
@@ -651,7 +641,7 @@ static int member_read(mstream *s, void *buf, size_t len, const char *what) {
     reader *r = s->r;
     const zentry *e = s->e;
     if (len > e->usize - s->upos) {
-        set_err(r->err, r->errlen, "%s: %s is too short for its %s", r->path, s->name, what);
+        gd_errf(r->err, r->errlen, "%s: %s is too short for its %s", r->path, s->name, what);
         return -1;
     }
     if (e->method == 0) {
@@ -663,7 +653,7 @@ static int member_read(mstream *s, void *buf, size_t len, const char *what) {
             if (s->zs.avail_in == 0) {
                 uint64_t rem = e->csize - s->cpos;
                 if (rem == 0) {
-                    set_err(r->err, r->errlen, "%s: %s: deflate data ends early (in its %s)", r->path, s->name, what);
+                    gd_errf(r->err, r->errlen, "%s: %s: deflate data ends early (in its %s)", r->path, s->name, what);
                     return -1;
                 }
                 size_t k = rem < sizeof s->in ? (size_t)rem : sizeof s->in;
@@ -680,11 +670,11 @@ static int member_read(mstream *s, void *buf, size_t len, const char *what) {
             out += got;
             left -= got;
             if (zr == Z_STREAM_END && left > 0) {
-                set_err(r->err, r->errlen, "%s: %s: deflate stream ends early (in its %s)", r->path, s->name, what);
+                gd_errf(r->err, r->errlen, "%s: %s: deflate stream ends early (in its %s)", r->path, s->name, what);
                 return -1;
             }
             if (zr != Z_OK && zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && s->zs.avail_in == 0)) {
-                set_err(r->err, r->errlen, "%s: %s: corrupt deflate data (%s)", r->path, s->name,
+                gd_errf(r->err, r->errlen, "%s: %s: corrupt deflate data (%s)", r->path, s->name,
                         s->zs.msg ? s->zs.msg : "inflate error");
                 return -1;
             }
@@ -699,7 +689,7 @@ static int member_read(mstream *s, void *buf, size_t len, const char *what) {
 static int member_finish(mstream *s) {
     reader *r = s->r;
     if (s->upos != s->e->usize) {
-        set_err(r->err, r->errlen, "%s: %s has %llu bytes after its data", r->path, s->name,
+        gd_errf(r->err, r->errlen, "%s: %s has %llu bytes after its data", r->path, s->name,
                 (unsigned long long)(s->e->usize - s->upos));
         return -1;
     }
@@ -718,25 +708,25 @@ static int member_finish(mstream *s) {
             s->zs.avail_out = 1;
             int zr = inflate(&s->zs, Z_NO_FLUSH);
             if (s->zs.avail_out == 0) {
-                set_err(r->err, r->errlen, "%s: %s: deflate data is longer than its declared size", r->path,
+                gd_errf(r->err, r->errlen, "%s: %s: deflate data is longer than its declared size", r->path,
                         s->name);
                 return -1;
             }
             if (zr == Z_STREAM_END) break;
             if (zr == Z_OK) continue;
             if (zr == Z_BUF_ERROR && s->zs.avail_in == 0 && s->cpos == s->e->csize) {
-                set_err(r->err, r->errlen, "%s: %s: deflate data ends early", r->path, s->name);
+                gd_errf(r->err, r->errlen, "%s: %s: deflate data ends early", r->path, s->name);
                 return -1;
             }
             if (zr != Z_BUF_ERROR) {
-                set_err(r->err, r->errlen, "%s: %s: corrupt deflate data (%s)", r->path, s->name,
+                gd_errf(r->err, r->errlen, "%s: %s: corrupt deflate data (%s)", r->path, s->name,
                         s->zs.msg ? s->zs.msg : "inflate error");
                 return -1;
             }
         }
     }
     if (s->crc != s->e->crc) {
-        set_err(r->err, r->errlen, "%s: %s: CRC-32 mismatch (stored %08x, computed %08x)", r->path, s->name,
+        gd_errf(r->err, r->errlen, "%s: %s: CRC-32 mismatch (stored %08x, computed %08x)", r->path, s->name,
                 s->e->crc, s->crc);
         return -1;
     }
@@ -870,7 +860,7 @@ static int read_npy_header(mstream *s, npy_info *info, uint64_t *prefix) {
     uint8_t pre[12];
     if (member_read(s, pre, 8, ".npy magic") != 0) return -1;
     if (memcmp(pre, "\x93NUMPY", 6) != 0) {
-        set_err(r->err, r->errlen, "%s: %s is not a .npy file (bad magic)", r->path, s->name);
+        gd_errf(r->err, r->errlen, "%s: %s is not a .npy file (bad magic)", r->path, s->name);
         return -1;
     }
     uint32_t hl;
@@ -883,16 +873,16 @@ static int read_npy_header(mstream *s, npy_info *info, uint64_t *prefix) {
         hl = get32(pre + 8);
         *prefix = 12;
     } else {
-        set_err(r->err, r->errlen, "%s: %s: unsupported .npy version %u.%u", r->path, s->name, pre[6], pre[7]);
+        gd_errf(r->err, r->errlen, "%s: %s: unsupported .npy version %u.%u", r->path, s->name, pre[6], pre[7]);
         return -1;
     }
     if (hl > NPY_MAX_HEADER) {
-        set_err(r->err, r->errlen, "%s: %s: .npy header of %u bytes is too large", r->path, s->name, hl);
+        gd_errf(r->err, r->errlen, "%s: %s: .npy header of %u bytes is too large", r->path, s->name, hl);
         return -1;
     }
     char *h = malloc(hl ? hl : 1);
     if (!h) {
-        set_err(r->err, r->errlen, "%s: out of memory", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory", r->path);
         return -1;
     }
     if (member_read(s, h, hl, ".npy header") != 0) {
@@ -902,18 +892,18 @@ static int read_npy_header(mstream *s, npy_info *info, uint64_t *prefix) {
     for (uint32_t i = 0; i < hl; i++)
         if ((unsigned char)h[i] >= 0x7F || ((unsigned char)h[i] < 0x20 && h[i] != '\n' && h[i] != '\t' && h[i] != '\r')) {
             free(h);
-            set_err(r->err, r->errlen, "%s: %s: .npy header has a non-ASCII byte", r->path, s->name);
+            gd_errf(r->err, r->errlen, "%s: %s: .npy header has a non-ASCII byte", r->path, s->name);
             return -1;
         }
     memset(info, 0, sizeof *info);
     const char *why = parse_npy_dict(h, hl, info);
     free(h);
     if (why) {
-        set_err(r->err, r->errlen, "%s: %s: bad .npy header: %s", r->path, s->name, why);
+        gd_errf(r->err, r->errlen, "%s: %s: bad .npy header: %s", r->path, s->name, why);
         return -1;
     }
     if (info->fortran) {
-        set_err(r->err, r->errlen, "%s: %s: fortran_order True is not supported", r->path, s->name);
+        gd_errf(r->err, r->errlen, "%s: %s: fortran_order True is not supported", r->path, s->name);
         return -1;
     }
     *prefix += hl;
@@ -926,19 +916,19 @@ static int check_payload(mstream *s, const npy_info *info, uint64_t prefix, size
     uint64_t count = 1;
     for (int i = 0; i < info->ndim; i++) {
         if (info->shape[i] != 0 && count > UINT64_MAX / itemsize / info->shape[i]) {
-            set_err(r->err, r->errlen, "%s: %s: shape product overflows", r->path, s->name);
+            gd_errf(r->err, r->errlen, "%s: %s: shape product overflows", r->path, s->name);
             return -1;
         }
         count *= info->shape[i];
     }
     uint64_t bytes = count * itemsize;
     if (s->e->usize < prefix || s->e->usize - prefix != bytes) {
-        set_err(r->err, r->errlen, "%s: %s: member holds %llu data bytes but its shape needs %llu", r->path, s->name,
+        gd_errf(r->err, r->errlen, "%s: %s: member holds %llu data bytes but its shape needs %llu", r->path, s->name,
                 (unsigned long long)(s->e->usize >= prefix ? s->e->usize - prefix : 0), (unsigned long long)bytes);
         return -1;
     }
     if (bytes > (uint64_t)SIZE_MAX) {
-        set_err(r->err, r->errlen, "%s: %s is too large for this machine", r->path, s->name);
+        gd_errf(r->err, r->errlen, "%s: %s is too large for this machine", r->path, s->name);
         return -1;
     }
     *nbytes = bytes;
@@ -948,7 +938,7 @@ static int check_payload(mstream *s, const npy_info *info, uint64_t prefix, size
 static int read_images(reader *r, zentry *e, uint64_t members_end, uint8_t **images, int dims[4]) {
     mstream *s = malloc(sizeof *s);
     if (!s) {
-        set_err(r->err, r->errlen, "%s: out of memory", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory", r->path);
         return -1;
     }
     const char *name = entry_names[0];
@@ -959,25 +949,25 @@ static int read_images(reader *r, zentry *e, uint64_t members_end, uint8_t **ima
     if (open_member(r, e, name, members_end, s) != 0) goto done;
     if (read_npy_header(s, &info, &prefix) != 0) goto done;
     if (strcmp(info.descr, "|u1") != 0 && strcmp(info.descr, "<u1") != 0 && strcmp(info.descr, ">u1") != 0) {
-        set_err(r->err, r->errlen, "%s: %s has dtype '%s', expected uint8 ('|u1')", r->path, name, info.descr);
+        gd_errf(r->err, r->errlen, "%s: %s has dtype '%s', expected uint8 ('|u1')", r->path, name, info.descr);
         goto done;
     }
     if (info.ndim != 4 && info.ndim != 3) {
-        set_err(r->err, r->errlen, "%s: %s has %d dimensions, expected 4 (NHWC) or 3 (NHW)", r->path, name,
+        gd_errf(r->err, r->errlen, "%s: %s has %d dimensions, expected 4 (NHWC) or 3 (NHW)", r->path, name,
                 info.ndim);
         goto done;
     }
     if (info.ndim == 3) info.shape[3] = 1;
     for (int i = 0; i < 4; i++)
         if (info.shape[i] == 0 || info.shape[i] > INT_MAX) {
-            set_err(r->err, r->errlen, "%s: %s: dimension %d is %llu (must be 1..%d)", r->path, name, i,
+            gd_errf(r->err, r->errlen, "%s: %s: dimension %d is %llu (must be 1..%d)", r->path, name, i,
                     (unsigned long long)info.shape[i], INT_MAX);
             goto done;
         }
     if (check_payload(s, &info, prefix, 1, &nbytes) != 0) goto done;
     data = malloc((size_t)nbytes);
     if (!data) {
-        set_err(r->err, r->errlen, "%s: out of memory for %llu bytes of images", r->path, (unsigned long long)nbytes);
+        gd_errf(r->err, r->errlen, "%s: out of memory for %llu bytes of images", r->path, (unsigned long long)nbytes);
         goto done;
     }
     if (member_read(s, data, (size_t)nbytes, "data") != 0 || member_finish(s) != 0) goto done;
@@ -995,7 +985,7 @@ done:
 static int read_labels(reader *r, zentry *e, uint64_t members_end, int n, int64_t **labels) {
     mstream *s = malloc(sizeof *s);
     if (!s) {
-        set_err(r->err, r->errlen, "%s: out of memory", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory", r->path);
         return -1;
     }
     const char *name = entry_names[1];
@@ -1012,18 +1002,18 @@ static int read_labels(reader *r, zentry *e, uint64_t members_end, int n, int64_
     } else if (strcmp(info.descr, "<i4") == 0) {
         isz = 4;
     } else {
-        set_err(r->err, r->errlen, "%s: %s has dtype '%s', expected '<i8' or '<i4'", r->path, name, info.descr);
+        gd_errf(r->err, r->errlen, "%s: %s has dtype '%s', expected '<i8' or '<i4'", r->path, name, info.descr);
         goto done;
     }
     if (info.ndim != 1 || info.shape[0] != (uint64_t)n) {
-        set_err(r->err, r->errlen, "%s: %s must have shape (%d,) to match arr_0", r->path, name, n);
+        gd_errf(r->err, r->errlen, "%s: %s must have shape (%d,) to match arr_0", r->path, name, n);
         goto done;
     }
     if (check_payload(s, &info, prefix, isz, &nbytes) != 0) goto done;
     raw = malloc((size_t)nbytes);
     out = malloc((size_t)n * sizeof *out);
     if (!raw || !out) {
-        set_err(r->err, r->errlen, "%s: out of memory for labels", r->path);
+        gd_errf(r->err, r->errlen, "%s: out of memory for labels", r->path);
         goto done;
     }
     if (member_read(s, raw, (size_t)nbytes, "data") != 0 || member_finish(s) != 0) goto done;
@@ -1045,18 +1035,18 @@ int gd_read_npz(const char *path, uint8_t **images, int *n, int *h, int *w, int 
     if (images) *images = NULL;
     if (labels) *labels = NULL;
     if (!path || !images || !n || !h || !w || !c) {
-        set_err(err, errlen, "gd_read_npz: %s: NULL argument", path ? path : "(null path)");
+        gd_errf(err, errlen, "gd_read_npz: %s: NULL argument", path ? path : "(null path)");
         return -1;
     }
     reader r = {-1, 0, path, err, errlen};
     r.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r.fd < 0) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        gd_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(r.fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        gd_errf(err, errlen, "%s: not a regular file", path);
         close(r.fd);
         return -1;
     }
@@ -1071,7 +1061,7 @@ int gd_read_npz(const char *path, uint8_t **images, int *n, int *h, int *w, int 
     int rc = -1;
     if (read_central_dir(&r, ents, &members_end) != 0) goto done;
     if (!ents[0].present) {
-        set_err(err, errlen, "%s: no arr_0.npy in the archive", path);
+        gd_errf(err, errlen, "%s: no arr_0.npy in the archive", path);
         goto done;
     }
     if (read_images(&r, &ents[0], members_end, &img, dims) != 0) goto done;

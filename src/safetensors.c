@@ -67,7 +67,8 @@ static int dtype_parse(const char *s, gd_st_dtype *out) {
 /* ------------------------------------------------------------------------------------------ */
 /* errors                                                                                     */
 
-/* Formats into err, then forces the result onto one line. */
+/* Formats into err, then forces the result onto one line. (This module stays self-contained, as
+ * the fuzzer builds it alone; the rest of the library uses gd_errf.) */
 static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     if (!err || errlen == 0) return;
     va_list ap;

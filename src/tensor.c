@@ -21,6 +21,17 @@ void gd_set_error(const char *fmt, ...) {
     va_end(ap);
 }
 
+void gd_errf(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n < 0) err[0] = '\0';
+    for (char *p = err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
 gd_ctx *gd_ctx_new(int max_tensors) {
     gd_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx) return NULL;

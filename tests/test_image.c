@@ -8,6 +8,7 @@
 
 #include "gd_image.h"
 #include "test.h"
+#include "cli_util.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -45,39 +46,6 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
                      int force_zip64, char *err, size_t errlen);
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static int make_tmpdir(char *out, size_t n) {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) base = "/tmp";
-    snprintf(out, n, "%s/gd_img_test_XXXXXX", base);
-    return mkdtemp(out) ? 0 : -1;
-}
-
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
-}
-
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4096];
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) remove_tree(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 static uint8_t *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -248,7 +216,7 @@ static uint8_t *write_and_decode(const char *path, const uint8_t *imgs, int n, i
 
 static void test_png_grid_rgb(void) {
     char dir[256], path[300];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/grid.png", dir);
     const int n = 5, h = 3, w = 4, c = 3;
     uint8_t imgs[5 * 3 * 4 * 3];
@@ -276,13 +244,13 @@ static void test_png_grid_rgb(void) {
         CHECK(bad_gap == 0, "%d gap/empty pixels are not black", bad_gap);
     }
     stbi_image_free(px);
-    CHECK(count_entries(dir) == 1, "temporary file left behind");
-    remove_tree(dir);
+    CHECK(cli_count_entries(dir) == 1, "temporary file left behind");
+    cli_rmtree(dir);
 }
 
 static void test_png_grid_gray_and_cols(void) {
     char dir[256], path[300];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/g.png", dir);
     const int h = 2, w = 3;
     uint8_t imgs[4 * 2 * 3];
@@ -308,12 +276,12 @@ static void test_png_grid_gray_and_cols(void) {
     px = write_and_decode(path, imgs, 4, h, w, 1, 0, NULL, NULL, &W, &H);
     CHECK(W == 8 && H == 6, "n=4 auto: %dx%d", W, H);
     stbi_image_free(px);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 static void test_png_single(void) {
     char dir[256], path[300];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/one.png", dir);
     const int h = 5, w = 7, c = 3;
     uint8_t img[5 * 7 * 3];
@@ -327,7 +295,7 @@ static void test_png_single(void) {
     px = write_and_decode(path, img, 1, h, w, c, 0, NULL, NULL, &W, &H);
     CHECK(W == w && H == h, "single image (cols=0) is %dx%d", W, H);
     stbi_image_free(px);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 /* Writes a 2x2 gray image with the given text, walks the chunks, returns the walk. */
@@ -348,7 +316,7 @@ static int text_roundtrip(const char *dir, const char *key, const char *val, png
 
 static void test_png_text_chunk(void) {
     char dir[256];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     png_walk wk;
     const char *val = "model=64x64_diffusion steps=250 eta=0.0 seed=42 classifier_scale=1.0";
     CHECK(text_roundtrip(dir, "gd-params", val, &wk) == 0, "write/walk");
@@ -394,20 +362,20 @@ static void test_png_text_chunk(void) {
     }
     k80[79] = '\0'; /* 79 is fine */
     CHECK(text_roundtrip(dir, k80, "v", &wk) == 0 && wk.bad_crc == 0, "79-byte keyword");
-    CHECK(count_entries(dir) == 1, "only t.png should remain, found %d entries", count_entries(dir));
-    remove_tree(dir);
+    CHECK(cli_count_entries(dir) == 1, "only t.png should remain, found %d entries", cli_count_entries(dir));
+    cli_rmtree(dir);
 }
 
 static void test_png_errors(void) {
     char dir[256], path[512], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     uint8_t img[12] = {0};
     /* nonexistent directory */
     snprintf(path, sizeof path, "%s/missing/sub/out.png", dir);
     err[0] = '\0';
     CHECK(gd_write_png_grid(path, img, 1, 2, 2, 3, 0, "k", "v", err, sizeof err) != 0, "write succeeded");
     CHECK(one_line(err) && strstr(err, path), "err: %s", err);
-    CHECK(count_entries(dir) == 0, "something was created");
+    CHECK(cli_count_entries(dir) == 0, "something was created");
     /* the target is a directory: the temporary file is written, rename fails, temp is removed */
     snprintf(path, sizeof path, "%s/adir", dir);
     CHECK(mkdir(path, 0755) == 0, "mkdir");
@@ -417,7 +385,7 @@ static void test_png_errors(void) {
     err[0] = '\0';
     CHECK(gd_write_png_grid(path, img, 1, 2, 2, 3, 0, NULL, NULL, err, sizeof err) != 0, "rename over a dir");
     CHECK(one_line(err) && strstr(err, path) && strstr(err, "rename"), "err: %s", err);
-    CHECK(count_entries(dir) == 1, "temporary file left behind (%d entries)", count_entries(dir));
+    CHECK(cli_count_entries(dir) == 1, "temporary file left behind (%d entries)", cli_count_entries(dir));
     /* bad arguments */
     snprintf(path, sizeof path, "%s/x.png", dir);
     CHECK(gd_write_png_grid(path, img, 1, 2, 2, 2, 0, NULL, NULL, err, sizeof err) != 0 && one_line(err), "c=2");
@@ -428,8 +396,8 @@ static void test_png_errors(void) {
     CHECK(gd_write_png_grid(path, img, 100000, 100000, 100000, 3, 0, NULL, NULL, err, sizeof err) != 0 &&
               strstr(err, "too large"),
           "huge grid: %s", err);
-    CHECK(count_entries(dir) == 1, "bad arguments created files");
-    remove_tree(dir);
+    CHECK(cli_count_entries(dir) == 1, "bad arguments created files");
+    cli_rmtree(dir);
 }
 
 /* ---- npz --------------------------------------------------------------------------------- */
@@ -550,7 +518,7 @@ static void test_npz_malformed(void) {
 
 static void test_npz_roundtrip(void) {
     char dir[256], path[300], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/s.npz", dir);
     static const struct {
         int n, h, w, c, labels, zip64;
@@ -569,17 +537,17 @@ static void test_npz_roundtrip(void) {
         int rc = gd_npz_write_opt(path, src, n, h, w, c, cfg[k].labels ? lab : NULL, cfg[k].zip64, err, sizeof err);
         CHECK(rc == 0 && err[0] == '\0', "config %zu: write: %s", k, err);
         expect_npz(path, n, h, w, c, cfg[k].labels ? lab : NULL);
-        CHECK(count_entries(dir) == 1, "config %zu: temporary file left behind", k);
+        CHECK(cli_count_entries(dir) == 1, "config %zu: temporary file left behind", k);
         free(src);
         free(lab);
     }
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 /* The members we write are byte-identical to numpy's (same data as savez_labels.npz). */
 static void test_npz_matches_numpy_bytes(void) {
     char dir[256], path[300], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/m.npz", dir);
     uint8_t src[180];
     fill_pattern(src, sizeof src);
@@ -607,14 +575,14 @@ static void test_npz_matches_numpy_bytes(void) {
     }
     free(a);
     free(b);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 /* Every truncation and many single-byte corruptions of valid files must be handled cleanly
  * (run under ASan/UBSan to make this mean something). */
 static void test_npz_corruptions(void) {
     char dir[256], path[300], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/c.npz", dir);
     const char *srcs[] = {NPZ_DIR "/savez_labels.npz", NPZ_DIR "/savez_compressed_labels_i4.npz", NULL};
     char z64[300];
@@ -666,35 +634,35 @@ static void test_npz_corruptions(void) {
         free(orig);
     }
     CHECK(accepted_flips > 0, "no corruption was benign?");
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 static void test_npz_write_errors(void) {
     char dir[256], path[512], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     uint8_t img[12] = {0};
     int64_t lab[1] = {0};
     snprintf(path, sizeof path, "%s/nope/out.npz", dir);
     err[0] = '\0';
     CHECK(gd_write_npz(path, img, 1, 2, 2, 3, lab, err, sizeof err) != 0, "nonexistent dir accepted");
     CHECK(one_line(err) && strstr(err, path), "err: %s", err);
-    CHECK(count_entries(dir) == 0, "files created");
+    CHECK(cli_count_entries(dir) == 0, "files created");
     snprintf(path, sizeof path, "%s/adir", dir);
     CHECK(mkdir(path, 0755) == 0, "mkdir");
     err[0] = '\0';
     CHECK(gd_write_npz(path, img, 1, 2, 2, 3, lab, err, sizeof err) != 0, "rename over a directory succeeded");
     CHECK(one_line(err) && strstr(err, path), "err: %s", err);
-    CHECK(count_entries(dir) == 1, "temporary file left behind");
+    CHECK(cli_count_entries(dir) == 1, "temporary file left behind");
     snprintf(path, sizeof path, "%s/x.npz", dir);
     CHECK(gd_write_npz(path, img, 0, 2, 2, 3, NULL, err, sizeof err) != 0 && one_line(err), "n=0");
     CHECK(gd_write_npz(path, NULL, 1, 2, 2, 3, NULL, err, sizeof err) != 0, "NULL images");
     CHECK(gd_write_npz(path, img, 1, 2, 2, -3, NULL, err, sizeof err) != 0, "c<0");
-    CHECK(count_entries(dir) == 1, "bad arguments created files");
+    CHECK(cli_count_entries(dir) == 1, "bad arguments created files");
     /* overwriting an existing file works */
     CHECK(gd_write_npz(path, img, 1, 2, 2, 3, NULL, err, sizeof err) == 0, "%s", err);
     CHECK(gd_write_npz(path, img, 1, 2, 2, 3, lab, err, sizeof err) == 0, "%s", err);
-    CHECK(count_entries(dir) == 2, "entries after overwrite: %d", count_entries(dir));
-    remove_tree(dir);
+    CHECK(cli_count_entries(dir) == 2, "entries after overwrite: %d", cli_count_entries(dir));
+    cli_rmtree(dir);
 }
 
 GD_TEST_TABLE(gd_tests_image) = {

@@ -7,6 +7,7 @@
 
 #include "gd_safetensors.h"
 #include "test.h"
+#include "cli_util.h"
 
 #include <dirent.h>
 #include <stdint.h>
@@ -20,43 +21,6 @@
 #define MALFORMED_DIR "tests/data/malformed"
 
 /* ---- helpers ----------------------------------------------------------------------------- */
-
-static int make_tmpdir(char *out, size_t n) {
-    const char *base = getenv("TMPDIR");
-    if (!base || !*base) base = "/tmp";
-    snprintf(out, n, "%s/gd_st_test_XXXXXX", base);
-    return mkdtemp(out) ? 0 : -1;
-}
-
-/* Number of directory entries other than . and .. ; -1 if it cannot be read. */
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-    closedir(d);
-    return n;
-}
-
-/* Removes every plain entry in dir, then dir itself. */
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4096];
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) {
-                remove_tree(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
 
 /* Reads a whole file into an exactly sized malloc block (so ASan sees over-reads). */
 static unsigned char *read_file(const char *path, size_t *len) {
@@ -116,7 +80,7 @@ static void test_dtypes(void) {
 
 static void test_roundtrip(void) {
     char dir[512], path[600], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/rt.safetensors", dir);
 
     float a[6] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-3f, 42.0f};
@@ -152,7 +116,7 @@ static void test_roundtrip(void) {
     gd_st_writer_free(w);
 
     /* only the target file remains: no temp file */
-    CHECK(count_entries(dir) == 1, "entries in %s: %d", dir, count_entries(dir));
+    CHECK(cli_count_entries(dir) == 1, "entries in %s: %d", dir, cli_count_entries(dir));
 
     /* header length is a multiple of 8, so the data section is 8-byte aligned */
     size_t len = 0;
@@ -234,12 +198,12 @@ static void test_roundtrip(void) {
         gd_st_close(f);
     }
     free(raw);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 static void test_no_metadata_written_when_unset(void) {
     char dir[512], path[600], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/nometa.safetensors", dir);
     gd_st_writer *w = gd_st_writer_new();
     int32_t v[2] = {1, -1};
@@ -271,7 +235,7 @@ static void test_no_metadata_written_when_unset(void) {
     f = gd_st_open(path, err, sizeof err);
     CHECK(f != NULL && gd_st_count(f) == 0, "open empty: %s", err);
     gd_st_close(f);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 static void test_valid_file(void) {
@@ -393,7 +357,7 @@ static void test_error_messages(void) {
  * (sparse file, so this costs no disk space). */
 static void test_header_too_large(void) {
     char dir[512], path[600], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     snprintf(path, sizeof path, "%s/big.safetensors", dir);
     const uint64_t hl = 100u * 1024u * 1024u;
     FILE *fp = fopen(path, "wb");
@@ -408,7 +372,7 @@ static void test_header_too_large(void) {
         CHECK(f == NULL && strstr(err, "too large"), "message: %s", err);
         gd_st_close(f);
     }
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 static void test_nonexistent(void) {
@@ -422,7 +386,7 @@ static void test_nonexistent(void) {
 
 static void test_write_failures(void) {
     char dir[512], path[700], err[512];
-    CHECK(make_tmpdir(dir, sizeof dir) == 0, "mkdtemp");
+    CHECK(cli_mkdtemp(dir, sizeof dir) == 0, "mkdtemp");
     int64_t shp[1] = {4};
     float v[4] = {1, 2, 3, 4};
     gd_st_writer *w = gd_st_writer_new();
@@ -433,7 +397,7 @@ static void test_write_failures(void) {
     err[0] = '\0';
     CHECK(gd_st_writer_save(w, path, err, sizeof err) == -1, "save into missing dir");
     CHECK(err[0] != '\0' && !has_newline(err) && strstr(err, "no_such_dir"), "error: %s", err);
-    CHECK(count_entries(dir) == 0, "left %d entries", count_entries(dir));
+    CHECK(cli_count_entries(dir) == 0, "left %d entries", cli_count_entries(dir));
 
     /* failure after the temp file exists (rename onto a non-empty directory): temp removed */
     snprintf(path, sizeof path, "%s/target", dir);
@@ -446,9 +410,9 @@ static void test_write_failures(void) {
     err[0] = '\0';
     CHECK(gd_st_writer_save(w, path, err, sizeof err) == -1, "rename onto directory");
     CHECK(err[0] != '\0' && !has_newline(err), "error: %s", err);
-    CHECK(count_entries(dir) == 1, "temp file left: %d entries", count_entries(dir));
+    CHECK(cli_count_entries(dir) == 1, "temp file left: %d entries", cli_count_entries(dir));
     gd_st_writer_free(w);
-    remove_tree(dir);
+    cli_rmtree(dir);
 }
 
 /* Every truncation of a valid file is rejected; byte flips never crash and, when they still
