@@ -86,22 +86,25 @@ static void attn_weights(const attn_geom *g, const float *q, const float *k, flo
 
 /* Never fewer than the planned team, even with one head to run: inside an active parallel region
  * OpenBLAS stays single-threaded, so results do not depend on the thread count. */
-static int nthreads(const gd_tensor *t, const attn_geom *g) {
+static int nthreads(const gd_tensor *t) { return slices() < t->ip[2] ? slices() : t->ip[2]; }
+
+/* This thread's 2*T*T floats of scratch. */
+static float *thread_slice(float *work, const attn_geom *g) {
+#ifdef _OPENMP
+    return work + (size_t)omp_get_thread_num() * 2 * g->T * g->T;
+#else
     (void)g;
-    return slices() < t->ip[2] ? slices() : t->ip[2];
+    return work;
+#endif
 }
 
 void gd_fwd_attention(gd_tensor *t, float *work) {
     attn_geom g = geom(t);
     int T = (int)g.T, d = (int)g.d;
-#pragma omp parallel for num_threads(nthreads(t, &g)) schedule(dynamic)
+#pragma omp parallel for num_threads(nthreads(t)) schedule(dynamic)
     for (int64_t nh = 0; nh < g.N * g.H; nh++) {
         int64_t n = nh / g.H, h = nh % g.H, off[3];
-#ifdef _OPENMP
-        float *w = work + (size_t)omp_get_thread_num() * 2 * g.T * g.T;
-#else
-        float *w = work;
-#endif
+        float *w = thread_slice(work, &g);
         qkv_offsets(&g, t->ip[1], h, off);
         const float *base = F32(t->src[0]) + n * 3 * g.C * g.T;
         const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
@@ -116,14 +119,10 @@ void gd_bwd_attention(gd_tensor *t, float *work) {
     if (!X->grad) return;
     attn_geom g = geom(t);
     int T = (int)g.T, d = (int)g.d;
-#pragma omp parallel for num_threads(nthreads(t, &g)) schedule(dynamic)
+#pragma omp parallel for num_threads(nthreads(t)) schedule(dynamic)
     for (int64_t nh = 0; nh < g.N * g.H; nh++) {
         int64_t n = nh / g.H, h = nh % g.H, off[3];
-#ifdef _OPENMP
-        float *w = work + (size_t)omp_get_thread_num() * 2 * g.T * g.T;
-#else
-        float *w = work;
-#endif
+        float *w = thread_slice(work, &g);
         float *dw = w + g.T * g.T;
         qkv_offsets(&g, t->ip[1], h, off);
         const float *base = F32(X) + n * 3 * g.C * g.T;
