@@ -42,9 +42,9 @@ typedef enum {
 } gd_op;
 
 enum {
-    GD_FLAG_PARAM = 1,      /* trainable weight: gets a gradient when the graph has backward */
+    GD_FLAG_PARAM = 1,      /* a weight (set by the model loader) */
     GD_FLAG_INPUT = 2,      /* data supplied by the caller before compute */
-    GD_FLAG_NEEDS_GRAD = 4, /* set on inputs by the caller; propagated to dependents */
+    GD_FLAG_NEEDS_GRAD = 4, /* leaf whose gradient backward computes (an input, or a weight to train) */
     GD_FLAG_OUTPUT = 8,     /* keep alive after compute */
 };
 
@@ -124,7 +124,7 @@ gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs);
 int gd_graph_plan(gd_graph *g, int with_backward);
 int gd_graph_compute(gd_graph *g);
 /* Seeds d(out) with dout (NULL = ones), zeroes and accumulates every gradient the graph needs:
- * of inputs flagged GD_FLAG_NEEDS_GRAD and of parameters flagged GD_FLAG_PARAM. */
+ * those of the leaves flagged GD_FLAG_NEEDS_GRAD (inputs or weights) and of what lies between. */
 int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout);
 void gd_graph_free(gd_graph *g);
 size_t gd_graph_arena_bytes(const gd_graph *g);
