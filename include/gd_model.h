@@ -57,6 +57,9 @@ gd_tensor *gd_unet_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t, g
 gd_tensor *gd_classifier_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t);
 /* After building: fails if the file holds tensors the network did not use (strict loading). */
 int gd_model_check_all_used(gd_model *m);
+/* Training: every weight becomes an owned f32 buffer (widened from f16/bf16, copied out of the
+ * mapping) that an optimizer may update in place. Returns 0 or -1. */
+int gd_model_make_trainable(gd_model *m);
 /* Writes every tensor the model holds (in the order first used) with the config embedded. */
 int gd_model_save(const gd_model *m, const char *path, char *err, size_t errlen);
 /* Number of parameters handed out so far (the network's size after a build). */
@@ -78,4 +81,12 @@ const gd_tensor *gd_net_output(const gd_net *n);  /* U-Net output or classifier 
 /* Runs forward and backward; grad [N,C,H,W] receives d/dx log p(y|x) per sample. */
 int gd_net_input_grad(gd_net *n, float *grad);
 const gd_graph *gd_net_graph(const gd_net *n);
+
+/* Training: a network whose backward gives every weight's gradient (the model must be trainable).
+ * Forward with gd_net_forward, then gd_net_backward with d(loss)/d(output). */
+gd_net *gd_net_new_train(gd_model *m, int batch, char *err, size_t errlen);
+int gd_net_backward(gd_net *n, const float *dout);
+int gd_net_param_count(const gd_net *n);
+/* Weight i of the network: state-dict name, the (trainable) weights, its gradient, element count. */
+void gd_net_param(const gd_net *n, int i, const char **name, float **w, const float **grad, int64_t *count);
 #endif

@@ -26,6 +26,7 @@ struct gd_model {
     int n, cap;
     uint64_t seed;
     bool shapes_only; /* headers without data: counting and config checks */
+    bool trainable;   /* every weight an owned f32 buffer */
     char err[512];
 };
 
@@ -217,7 +218,7 @@ gd_tensor *gd_model_param(gd_ctx *ctx, gd_model *m, int ndim, const int64_t *ne,
         return NULL;
     }
     t->data = p->data;
-    t->flags = GD_FLAG_PARAM;
+    t->flags = GD_FLAG_PARAM | (m->trainable ? GD_FLAG_NEEDS_GRAD : 0);
     gd_set_name(t, "%s", name);
     return t;
 }
@@ -229,6 +230,29 @@ int gd_model_check_all_used(gd_model *m) {
             model_fail(m, "unexpected tensor '%s' (not part of this config's network)", m->p[i].name);
             return -1;
         }
+    return 0;
+}
+
+int gd_model_make_trainable(gd_model *m) {
+    for (int i = 0; i < m->n; i++) {
+        param *p = &m->p[i];
+        if (p->dtype == GD_F32 && p->owned) continue;
+        int64_t n = 1;
+        for (int k = 0; k < p->ndim; k++) n *= p->ne[k];
+        float *d = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        if (!d) return -1;
+        for (int64_t j = 0; j < n; j++) {
+            const uint16_t *h = p->data;
+            d[j] = p->dtype == GD_F32    ? ((const float *)p->data)[j]
+                   : p->dtype == GD_F16 ? gd_f16_to_f32(h[j])
+                                         : gd_bf16_to_f32(h[j]);
+        }
+        if (p->owned) free(p->data);
+        p->data = d;
+        p->dtype = GD_F32;
+        p->owned = true;
+    }
+    m->trainable = true;
     return 0;
 }
 

@@ -10,6 +10,8 @@ struct gd_net {
     gd_ctx *ctx;
     gd_graph *g;
     gd_tensor *x, *t, *y, *low_res, *out, *picked;
+    gd_tensor **params; /* training: the weight leaves, in build order */
+    int n_params;
 };
 
 static gd_tensor *input(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne, const char *name, int flags) {
@@ -21,7 +23,17 @@ static gd_tensor *input(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne, c
     return t;
 }
 
+static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *err, size_t errlen);
+
 gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t errlen) {
+    return net_new(m, batch, input_grad, 0, err, errlen);
+}
+
+gd_net *gd_net_new_train(gd_model *m, int batch, char *err, size_t errlen) {
+    return net_new(m, batch, 0, 1, err, errlen);
+}
+
+static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *err, size_t errlen) {
     const gd_config *cfg = gd_model_config(m);
     bool cls = cfg->kind == GD_NET_CLASSIFIER;
     if (batch < 1) {
@@ -42,7 +54,7 @@ gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t err
     int64_t S = cfg->image_size, C = cfg->in_channels, N = batch;
     n->x = input(n->ctx, GD_F32, 4, (int64_t[]){N, C, S, S}, "x", input_grad ? GD_FLAG_NEEDS_GRAD : 0);
     n->t = input(n->ctx, GD_F32, 1, &N, "t", 0);
-    if (cls && input_grad) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
+    if (cls && (input_grad || train)) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
     if (!cls && cfg->class_cond) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
     if (cfg->kind == GD_NET_SUPERRES) {
         /* guided-diffusion's upsamplers are 4x (64->256, 128->512); the conditioning size is
@@ -62,8 +74,20 @@ gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t err
         n->picked = gd_gather(n->ctx, gd_log_softmax(n->ctx, n->out), n->y);
         outs[nout++] = n->picked;
     }
+    if (train) {
+        n->params = malloc(sizeof(gd_tensor *) * (size_t)n->ctx->n);
+        for (int i = 0; n->params && i < n->ctx->n; i++)
+            if (n->ctx->tensors[i].flags & GD_FLAG_NEEDS_GRAD && n->ctx->tensors[i].op == GD_OP_NONE &&
+                (n->ctx->tensors[i].flags & GD_FLAG_PARAM))
+                n->params[n->n_params++] = &n->ctx->tensors[i];
+        if (!n->params || !n->n_params) {
+            snprintf(err, errlen, "no trainable weights (call gd_model_make_trainable first)");
+            gd_net_free(n);
+            return NULL;
+        }
+    }
     n->g = gd_graph_build(n->ctx, outs, nout);
-    if (!n->g || gd_graph_plan(n->g, input_grad)) {
+    if (!n->g || gd_graph_plan(n->g, input_grad || train)) {
         snprintf(err, errlen, "%s", gd_last_error());
         gd_net_free(n);
         return NULL;
@@ -73,6 +97,7 @@ gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t err
 
 void gd_net_free(gd_net *n) {
     if (!n) return;
+    free(n->params);
     gd_graph_free(n->g);
     gd_ctx_free(n->ctx);
     free(n);
@@ -86,6 +111,24 @@ const gd_tensor *gd_net_output(const gd_net *n) { return n->out; }
 const gd_graph *gd_net_graph(const gd_net *n) { return n->g; }
 
 int gd_net_forward(gd_net *n) { return gd_graph_compute(n->g); }
+
+int gd_net_backward(gd_net *n, const float *dout) {
+    if (!n->params) {
+        gd_set_error("network was not planned for training");
+        return -1;
+    }
+    return gd_graph_backward(n->g, n->out, dout);
+}
+
+int gd_net_param_count(const gd_net *n) { return n->n_params; }
+
+void gd_net_param(const gd_net *n, int i, const char **name, float **w, const float **grad, int64_t *count) {
+    gd_tensor *t = n->params[i];
+    *name = t->name;
+    *w = t->data;
+    *grad = t->grad;
+    *count = gd_nelements(t);
+}
 
 int gd_net_input_grad(gd_net *n, float *grad) {
     if (!n->picked) {
