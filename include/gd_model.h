@@ -89,4 +89,5 @@ int gd_net_backward(gd_net *n, const float *dout);
 int gd_net_param_count(const gd_net *n);
 /* Weight i of the network: state-dict name, the (trainable) weights, its gradient, element count. */
 void gd_net_param(const gd_net *n, int i, const char **name, float **w, const float **grad, int64_t *count);
+const gd_tensor *gd_net_param_tensor(const gd_net *n, int i); /* its shape */
 #endif

@@ -130,6 +130,8 @@ void gd_net_param(const gd_net *n, int i, const char **name, float **w, const fl
     *count = gd_nelements(t);
 }
 
+const gd_tensor *gd_net_param_tensor(const gd_net *n, int i) { return n->params[i]; }
+
 int gd_net_input_grad(gd_net *n, float *grad) {
     if (!n->picked) {
         gd_set_error("network was not planned with an input gradient");

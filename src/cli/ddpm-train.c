@@ -1,0 +1,298 @@
+/* ddpm-train: trains an ADM U-Net (hybrid objective, label dropout to a null class) or an
+ * EncoderUNet classifier (noise-aware with CE or ECT, or on clean images) from one JSON run config.
+ * Every random choice is a function of (seed, step), and checkpoints hold the optimizer state, so
+ * a stopped and resumed run produces the same weights as an uninterrupted one. */
+#include "gd_dataset.h"
+#include "gd_model.h"
+#include "gd_optim.h"
+#include "gd_rng.h"
+#include "gd_safetensors.h"
+#include "gd_train.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static void die(const char *fmt, ...) {
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    for (char *c = buf; *c; c++)
+        if (*c == '\n') *c = ' ';
+    fprintf(stderr, "ddpm-train: %s\n", buf);
+    exit(2);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]\n"
+               "Trains the network the run config describes (configs/train_*.json are examples):\n"
+               "  kind \"diffusion\": ADM U-Net, epsilon MSE + 0.001 L_vlb (learned range), label dropout\n"
+               "  kind \"classifier\": EncoderUNet on q_sample(x0, t) (\"noised\": true) or clean images,\n"
+               "                    cross-entropy + ect_lambda * (log C - H(p))\n"
+               "Writes OUT/checkpoint.safetensors (weights, AdamW moments, EMA, step; atomic) every\n"
+               "checkpoint_every steps, OUT/model.safetensors (EMA weights, config embedded) and OUT/log.jsonl.\n"
+               "--resume continues from OUT/checkpoint.safetensors; --stop-after N stops after N more steps.\n");
+}
+
+static double num(const cJSON *o, const char *k, double def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v) return def;
+    if (!cJSON_IsNumber(v)) die("run config: \"%s\" must be a number", k);
+    return v->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *k, const char *def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!v) return def;
+    if (!cJSON_IsString(v)) die("run config: \"%s\" must be a string", k);
+    return v->valuestring;
+}
+
+/* A generator for (seed, step, stream): the same draws whether or not the run was resumed. */
+static void step_rng(gd_rng *r, uint64_t seed, int64_t step, uint64_t stream) {
+    uint64_t z = seed * 0x9e3779b97f4a7c15ull ^ (uint64_t)step * 0xbf58476d1ce4e5b9ull ^ stream * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    gd_rng_seed(r, z);
+}
+
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: %s", path, strerror(errno));
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1 << 24)) die("%s: not a run config", path);
+    char *b = malloc((size_t)n + 1);
+    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) die("%s: read error", path);
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+/* The EMA weights (or the weights) under their state-dict names, config embedded. */
+static void write_model(const char *path, gd_optim *opt, gd_net *net, const char *config_json) {
+    gd_st_writer *w = gd_st_writer_new();
+    gd_st_writer_meta(w, "config", config_json);
+    for (int i = 0; i < gd_net_param_count(net); i++) {
+        const char *name;
+        float *wt;
+        const float *g;
+        int64_t cnt;
+        gd_net_param(net, i, &name, &wt, &g, &cnt);
+        const float *src = gd_optim_ema(opt, i) ? gd_optim_ema(opt, i) : wt;
+        /* shapes come from the model: the flat writer needs them, so ask the net's tensor */
+        const gd_tensor *t = gd_net_param_tensor(net, i);
+        gd_st_writer_add(w, name, GD_ST_F32, t->ndim, t->ne, src);
+    }
+    char err[512];
+    if (gd_st_writer_save(w, path, err, sizeof err)) die("%s", err);
+    gd_st_writer_free(w);
+}
+
+int main(int argc, char **argv) {
+    const char *run_path = NULL;
+    int resume = 0, quiet = 0, threads = 0;
+    long long stop_after = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--resume")) resume = 1;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
+        else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) run_path = argv[++i];
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = atoll(argv[++i]);
+        else die("unknown or incomplete option '%s' (see --help)", a);
+    }
+    if (!run_path) die("need -c RUN.json (see --help)");
+    if (threads > 0) gd_set_threads(threads);
+    char *text = read_file(run_path);
+    cJSON *run = cJSON_Parse(text);
+    if (!run || !cJSON_IsObject(run)) die("%s: not a JSON object", run_path);
+    const char *kind = str(run, "kind", "diffusion");
+    int diffusion = !strcmp(kind, "diffusion");
+    if (!diffusion && strcmp(kind, "classifier")) die("run config: kind must be diffusion or classifier");
+    const cJSON *mcfg = cJSON_GetObjectItemCaseSensitive(run, "model");
+    if (!cJSON_IsObject(mcfg)) die("run config: \"model\" must be a model config object (docs/config.md)");
+    char *mjson = cJSON_PrintUnformatted(mcfg), err[600];
+    gd_config cfg;
+    if (gd_config_parse(mjson, &cfg, err, sizeof err)) die("%s", err);
+    if (diffusion != (cfg.kind == GD_NET_UNET)) die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
+    const char *out = str(run, "out", NULL);
+    if (!out) die("run config: \"out\" (a directory) is required");
+    mkdir(out, 0777);
+    struct stat st;
+    if (stat(out, &st) || !S_ISDIR(st.st_mode)) die("cannot create output directory %s", out);
+
+    /* ---- data ---- */
+    const cJSON *dcfg = cJSON_GetObjectItemCaseSensitive(run, "data");
+    gd_dataset data;
+    if (str(dcfg, "folder", NULL)) {
+        if (gd_dataset_load_folder(str(dcfg, "folder", NULL), cfg.in_channels, cfg.image_size, &data, err, sizeof err))
+            die("%s", err);
+    } else {
+        if (gd_dataset_load_idx(str(dcfg, "images", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
+                                str(dcfg, "labels", "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"), &data,
+                                err, sizeof err))
+            die("%s", err);
+    }
+    if (data.h != cfg.image_size || data.w != cfg.image_size || data.c != cfg.in_channels)
+        die("data are %dx%dx%d images, the model takes %dx%dx%d", data.c, data.h, data.w, cfg.in_channels, cfg.image_size,
+            cfg.image_size);
+    if ((diffusion && cfg.class_cond) || !diffusion)
+        if (data.num_classes > cfg.num_classes) die("data have %d classes, the model %d", data.num_classes, cfg.num_classes);
+
+    /* ---- model, schedule, optimizer ---- */
+    const int B = (int)num(run, "batch_size", 64);
+    const int64_t steps = (int64_t)num(run, "steps", 10000);
+    const uint64_t seed = (uint64_t)num(run, "seed", 0);
+    const double label_dropout = num(run, "label_dropout", diffusion && cfg.null_class ? 0.1 : 0.0);
+    const double ect = num(run, "ect_lambda", 0.0);
+    const int noised = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(run, "noised")) ? 0 : 1;
+    const int64_t ckpt_every = (int64_t)num(run, "checkpoint_every", 1000), log_every = (int64_t)num(run, "log_every", 50);
+    if (B < 1 || steps < 1 || label_dropout < 0 || label_dropout > 1) die("run config: bad batch_size, steps or label_dropout");
+    if (label_dropout > 0 && !cfg.null_class) die("run config: label_dropout needs a model with null_class");
+    gd_model *m = gd_model_random(&cfg, seed + 1);
+    gd_diffusion *diff = gd_diffusion_new(cfg.noise_schedule, cfg.diffusion_steps, "", err, sizeof err);
+    if (!diff) die("%s", err);
+    gd_model_make_trainable(m);
+    gd_net *net = gd_net_new_train(m, B, err, sizeof err);
+    if (!net) die("%s", err);
+    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(run, "optim");
+    const char *decay = str(oc, "decay", "cosine");
+    gd_optim_config ocfg = {.lr = num(oc, "lr", 2e-4), .beta1 = num(oc, "beta1", 0.9), .beta2 = num(oc, "beta2", 0.999),
+                            .eps = num(oc, "eps", 1e-8), .weight_decay = num(oc, "weight_decay", 0.0),
+                            .warmup_steps = (int64_t)num(oc, "warmup", 500), .total_steps = steps,
+                            .decay_kind = !strcmp(decay, "cosine") ? 2 : !strcmp(decay, "linear") ? 1 : 0,
+                            .final_frac = num(oc, "final_frac", 0.1), .clip_norm = num(oc, "clip", 1.0),
+                            .ema_rate = num(oc, "ema", diffusion ? 0.9999 : 0.0)};
+    int np = gd_net_param_count(net);
+    gd_param_ref *refs = calloc((size_t)np, sizeof *refs);
+    for (int i = 0; i < np; i++) {
+        const char *name;
+        float *w;
+        const float *g;
+        int64_t cnt;
+        gd_net_param(net, i, &name, &w, &g, &cnt);
+        refs[i] = (gd_param_ref){name, w, g, cnt, gd_net_param_tensor(net, i)->ndim > 1};
+    }
+    gd_optim *opt = gd_optim_new(&ocfg, refs, np);
+    char ckpt[PATH_MAX], model_out[PATH_MAX], log_path[PATH_MAX];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
+    snprintf(model_out, sizeof model_out, "%s/model.safetensors", out);
+    snprintf(log_path, sizeof log_path, "%s/log.jsonl", out);
+    if (resume && !access(ckpt, F_OK)) {
+        if (gd_optim_load(opt, ckpt, err, sizeof err)) die("%s", err);
+        if (!quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)gd_optim_step_count(opt));
+    }
+    FILE *logf = fopen(log_path, resume ? "a" : "w");
+    if (!logf) die("%s: %s", log_path, strerror(errno));
+
+    /* ---- loop ---- */
+    const int per = cfg.in_channels * cfg.image_size * cfg.image_size, K = diff->K;
+    float *x0 = malloc(sizeof(float) * (size_t)B * per), *noise = malloc(sizeof(float) * (size_t)B * per);
+    int32_t *idx = malloc(sizeof(int32_t) * (size_t)data.n), *labels = malloc(sizeof(int32_t) * (size_t)B);
+    int *kk = malloc(sizeof(int) * (size_t)B);
+    const gd_tensor *outt = gd_net_output(net);
+    float *dout = malloc(sizeof(float) * (size_t)gd_nelements(outt));
+    int64_t perm_epoch = -1;
+    double t0 = now(), loss_acc = 0, mse_acc = 0, vb_acc = 0;
+    int64_t acc_n = 0, start = gd_optim_step_count(opt);
+    gd_loss_terms *terms = malloc(sizeof *terms * (size_t)B);
+    if (B > 4096) die("run config: batch_size at most 4096");
+    for (int64_t s = start; s < steps; s++) {
+        if (stop_after >= 0 && s - start >= stop_after) { /* a planned stop: checkpoint where we are */
+            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) die("%s", err);
+            write_model(model_out, opt, net, mjson);
+            break;
+        }
+        /* batch b of the run takes positions [s*B, s*B+B) of the concatenated epoch permutations */
+        int32_t bidx[4096];
+        for (int i = 0; i < B && i < 4096; i++) {
+            int64_t pos = s * (int64_t)B + i, ep = pos / data.n;
+            if (ep != perm_epoch) {
+                gd_dataset_permutation(data.n, seed, (uint64_t)ep, idx);
+                perm_epoch = ep;
+            }
+            bidx[i] = idx[pos % data.n];
+        }
+        gd_dataset_batch(&data, bidx, B, x0, labels);
+        gd_rng r;
+        step_rng(&r, seed, s, 1);
+        int64_t tt[4096];
+        gd_rng_randint(&r, K, tt, B);
+        for (int i = 0; i < B; i++) kk[i] = (int)tt[i];
+        double loss;
+        if (diffusion) {
+            gd_rng_randn(&r, noise, (int64_t)B * per);
+            gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
+            for (int i = 0; i < B; i++) gd_net_t(net)[i] = (float)diff->timestep_map[kk[i]];
+            if (gd_net_y(net)) {
+                for (int i = 0; i < B; i++) {
+                    uint32_t u = gd_rng_u32(&r);
+                    gd_net_y(net)[i] = (double)u / 4294967296.0 < label_dropout ? cfg.num_classes : labels[i];
+                }
+            }
+            gd_net_forward(net);
+            loss = gd_hybrid_loss(diff, B, cfg.in_channels, cfg.image_size * cfg.image_size, cfg.learn_sigma,
+                                  outt->data, x0, gd_net_x(net), noise, kk, terms, dout);
+            for (int i = 0; i < B; i++) mse_acc += terms[i].mse / B, vb_acc += terms[i].vb / B;
+        } else {
+            if (noised) {
+                gd_rng_randn(&r, noise, (int64_t)B * per);
+                gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
+            } else {
+                memcpy(gd_net_x(net), x0, sizeof(float) * (size_t)B * per);
+                for (int i = 0; i < B; i++) kk[i] = 0;
+            }
+            for (int i = 0; i < B; i++) {
+                gd_net_t(net)[i] = noised ? (float)diff->timestep_map[kk[i]] : 0.0f;
+                gd_net_y(net)[i] = labels[i];
+            }
+            gd_net_forward(net);
+            loss = gd_ect_loss(B, cfg.num_classes, outt->data, labels, ect, NULL, dout);
+        }
+        if (gd_net_backward(net, dout)) die("backward: %s", gd_last_error());
+        double gnorm = gd_optim_step(opt);
+        loss_acc += loss;
+        acc_n++;
+        int64_t done = s + 1;
+        if (done % log_every == 0 || done == steps) {
+            double el = now() - t0, sps = (double)(done - start) * B / el, eta = (double)(steps - done) * B / sps;
+            fprintf(logf, "{\"step\": %lld, \"loss\": %.6f, \"mse\": %.6f, \"vb\": %.6f, \"grad_norm\": %.4f, \"lr\": %.3g, "
+                          "\"samples_per_s\": %.2f}\n",
+                    (long long)done, loss_acc / acc_n, mse_acc / acc_n, vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
+            fflush(logf);
+            if (!quiet)
+                fprintf(stderr, "\rstep %lld/%lld  loss %.5f  %.1f samples/s  ETA %.0f min   ", (long long)done,
+                        (long long)steps, loss_acc / acc_n, sps, eta / 60);
+            loss_acc = mse_acc = vb_acc = 0;
+            acc_n = 0;
+        }
+        if (done % ckpt_every == 0 || done == steps) {
+            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) die("%s", err);
+            write_model(model_out, opt, net, mjson);
+        }
+    }
+    if (!quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
+    fclose(logf);
+    return 0;
+}
