@@ -54,7 +54,7 @@ static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *
     int64_t S = cfg->image_size, C = cfg->in_channels, N = batch;
     n->x = input(n->ctx, GD_F32, 4, (int64_t[]){N, C, S, S}, "x", input_grad ? GD_FLAG_NEEDS_GRAD : 0);
     n->t = input(n->ctx, GD_F32, 1, &N, "t", 0);
-    if (cls && (input_grad || train)) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
+    if (cls && input_grad) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
     if (!cls && cfg->class_cond) n->y = input(n->ctx, GD_I32, 1, &N, "y", 0);
     if (cfg->kind == GD_NET_SUPERRES) {
         /* guided-diffusion's upsamplers are 4x (64->256, 128->512); the conditioning size is

@@ -263,10 +263,7 @@ int main(int argc, char **argv) {
                 memcpy(gd_net_x(net), x0, sizeof(float) * (size_t)B * per);
                 for (int i = 0; i < B; i++) kk[i] = 0;
             }
-            for (int i = 0; i < B; i++) {
-                gd_net_t(net)[i] = noised ? (float)diff->timestep_map[kk[i]] : 0.0f;
-                gd_net_y(net)[i] = labels[i];
-            }
+            for (int i = 0; i < B; i++) gd_net_t(net)[i] = noised ? (float)diff->timestep_map[kk[i]] : 0.0f;
             gd_net_forward(net);
             loss = gd_ect_loss(B, cfg.num_classes, outt->data, labels, ect, NULL, dout);
         }
