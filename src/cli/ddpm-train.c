@@ -47,7 +47,10 @@ static void usage(FILE *f) {
                "                    cross-entropy + ect_lambda * (log C - H(p))\n"
                "Writes OUT/checkpoint.safetensors (weights, AdamW moments, EMA, step; atomic) every\n"
                "checkpoint_every steps, OUT/model.safetensors (EMA weights, config embedded) and OUT/log.jsonl.\n"
-               "--resume continues from OUT/checkpoint.safetensors; --stop-after N stops after N more steps.\n");
+               "--resume continues from OUT/checkpoint.safetensors; --stop-after N stops after N more steps.\n"
+               "--eval T1,T2,..  (classifiers) accuracy of OUT/model.safetensors on the run's test_data\n"
+               "                 (default: the Fashion-MNIST test set) at each original timestep T (0 = clean),\n"
+               "                 one JSON line each; nothing is trained.\n");
 }
 
 static double num(const cJSON *o, const char *k, double def) {
@@ -105,10 +108,66 @@ static void write_model(const char *path, gd_optim *opt, gd_net *net, const char
     gd_st_writer_free(w);
 }
 
+/* Test accuracy of a trained classifier at given original timesteps (x_t from fixed noise). */
+static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, const char *ts) {
+    if (cfg->kind != GD_NET_CLASSIFIER) die("--eval is for classifier runs");
+    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(run, "test_data");
+    gd_dataset test;
+    char err[600], path[PATH_MAX];
+    if (gd_dataset_load_idx(str(tc, "images", "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
+                            str(tc, "labels", "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"), &test, err,
+                            sizeof err))
+        die("%s", err);
+    if (test.h != cfg->image_size || test.w != cfg->image_size || test.c != cfg->in_channels)
+        die("test data are %dx%dx%d images, the classifier takes %dx%dx%d", test.c, test.h, test.w, cfg->in_channels,
+            cfg->image_size, cfg->image_size);
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    gd_model *m = gd_model_load(path, NULL, err, sizeof err);
+    if (!m) die("%s", err);
+    gd_diffusion *diff = gd_diffusion_new(cfg->noise_schedule, cfg->diffusion_steps, "", err, sizeof err);
+    if (!diff) die("%s", err);
+    const int B = 100, per = cfg->in_channels * cfg->image_size * cfg->image_size;
+    gd_net *net = gd_net_new(m, B, 0, err, sizeof err);
+    if (!net) die("%s", err);
+    float *x0 = malloc(sizeof(float) * (size_t)B * per), *noise = malloc(sizeof(float) * (size_t)B * per);
+    int32_t idx[100], lab[100];
+    int kk[100];
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", ts);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        int t = atoi(tok);
+        if (t < 0 || t >= diff->K) die("--eval: timestep %d outside [0, %d)", t, diff->K);
+        long correct = 0, total = 0;
+        for (int b0 = 0; b0 < test.n; b0 += B) {
+            /* the last batch is padded by repeating its last image; only real images count */
+            int valid = test.n - b0 < B ? test.n - b0 : B;
+            for (int i = 0; i < B; i++) idx[i] = b0 + (i < valid ? i : valid - 1), kk[i] = t;
+            gd_dataset_batch(&test, idx, B, x0, lab);
+            gd_rng r;
+            step_rng(&r, 12345, b0, 3);
+            gd_rng_randn(&r, noise, (int64_t)B * per);
+            gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
+            for (int i = 0; i < B; i++) gd_net_t(net)[i] = (float)t;
+            gd_net_forward(net);
+            const float *z = gd_net_output(net)->data;
+            for (int i = 0; i < valid; i++) {
+                int best = 0;
+                for (int c = 1; c < cfg->num_classes; c++) best = z[i * cfg->num_classes + c] > z[i * cfg->num_classes + best] ? c : best;
+                correct += best == lab[i];
+                total++;
+            }
+        }
+        printf("{\"t\": %d, \"accuracy\": %.4f, \"images\": %ld}\n", t, (double)correct / total, total);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *run_path = NULL;
     int resume = 0, quiet = 0, threads = 0;
     long long stop_after = -1;
+    const char *eval_ts = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -120,6 +179,7 @@ int main(int argc, char **argv) {
         else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) run_path = argv[++i];
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = atoll(argv[++i]);
+        else if (!strcmp(a, "--eval") && i + 1 < argc) eval_ts = argv[++i];
         else die("unknown or incomplete option '%s' (see --help)", a);
     }
     if (!run_path) die("need -c RUN.json (see --help)");
@@ -141,6 +201,8 @@ int main(int argc, char **argv) {
     mkdir(out, 0777);
     struct stat st;
     if (stat(out, &st) || !S_ISDIR(st.st_mode)) die("cannot create output directory %s", out);
+
+    if (eval_ts) return evaluate(run, &cfg, out, eval_ts);
 
     /* ---- data ---- */
     const cJSON *dcfg = cJSON_GetObjectItemCaseSensitive(run, "data");
