@@ -16,6 +16,9 @@ void cli_rmtree(const char *dir);
 int cli_count_entries(const char *dir);
 int cli_file_exists(const char *p);
 char *cli_slurp(const char *path);       /* whole file, NUL-terminated ("" if unreadable); free it */
+/* whole file and its length (NULL if unreadable); free it */
+unsigned char *cli_read_file(const char *path, size_t *len);
+int cli_write_file(const char *path, const void *data, size_t len); /* 0 or -1 */
 size_t cli_file_size(const char *path);
 int cli_count_lines(const char *s);
 /* Runs `tool args` (args already shell-quoted), capturing stdout and stderr via files in dir. */

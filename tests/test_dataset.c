@@ -33,34 +33,11 @@ static int ds_is_zeroed(const gd_dataset *d) {
            !d->class_names;
 }
 
-static uint8_t *ds_read(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-    if (b && n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) *len = (size_t)(n > 0 ? n : 0);
-    return b;
-}
-
-static int ds_write(const char *path, const void *b, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(b, 1, len, f) == len;
-    return (fclose(f) == 0 && ok) ? 0 : -1;
-}
-
 static int ds_copy(const char *from, const char *to, size_t max_bytes) {
     size_t len = 0;
-    uint8_t *b = ds_read(from, &len);
+    uint8_t *b = cli_read_file(from, &len);
     if (!b) return -1;
-    int rc = ds_write(to, b, len < max_bytes ? len : max_bytes);
+    int rc = cli_write_file(to, b, len < max_bytes ? len : max_bytes);
     free(b);
     return rc;
 }
@@ -91,7 +68,7 @@ static void test_idx_tiny_raw_and_gzip(void) {
     /* the .gz files really are gzip, the others really are not */
     for (int g = 0; g < 2; g++) {
         size_t len = 0;
-        uint8_t *b = ds_read(img[g], &len);
+        uint8_t *b = cli_read_file(img[g], &len);
         CHECK(b && len > 2 && (b[0] == 0x1f && b[1] == 0x8b) == (g == 1), "%s: unexpected format", img[g]);
         free(b);
     }
@@ -165,8 +142,8 @@ static void test_idx_malformed(void) {
 
 static void test_folder_load(void) {
     size_t lrgb = 0, ll = 0;
-    uint8_t *exp_rgb = ds_read(DS_DIR "/folder_expected_rgb.bin", &lrgb);
-    uint8_t *exp_l = ds_read(DS_DIR "/folder_expected_l.bin", &ll);
+    uint8_t *exp_rgb = cli_read_file(DS_DIR "/folder_expected_rgb.bin", &lrgb);
+    uint8_t *exp_l = cli_read_file(DS_DIR "/folder_expected_l.bin", &ll);
     CHECK(exp_rgb && lrgb == 4 * 8 * 8 * 3 && exp_l && ll == 4 * 8 * 8, "expected data missing");
     for (int channels = 1; channels <= 3 && exp_rgb && exp_l; channels += 2) {
         gd_dataset d;
@@ -198,7 +175,7 @@ static void test_folder_load(void) {
 /* BMP and GIF decode exactly as PIL does; JPEG decoders differ in rounding, so within a few levels. */
 static void test_folder_formats(void) {
     size_t len = 0;
-    uint8_t *exp = ds_read(DS_DIR "/formats_expected_rgb.bin", &len);
+    uint8_t *exp = cli_read_file(DS_DIR "/formats_expected_rgb.bin", &len);
     CHECK(exp && len == 3 * 8 * 8 * 3, "expected data missing");
     gd_dataset d;
     char err[512] = "";
@@ -265,7 +242,7 @@ static void test_folder_errors(void) {
     }
     /* hidden files are ignored; the copy loads */
     ds_path(p, sizeof p, dir, "a/.DS_Store");
-    ds_write(p, "junk", 4);
+    cli_write_file(p, "junk", 4);
     ds_path(p, sizeof p, dir, ".hidden_class");
     mkdir(p, 0755);
     gd_dataset d;
@@ -276,7 +253,7 @@ static void test_folder_errors(void) {
 
     /* a non-image file, named in the error */
     ds_path(p, sizeof p, dir, "b/notes.txt");
-    ds_write(p, "not an image\n", 13);
+    cli_write_file(p, "not an image\n", 13);
     expect_folder_error(dir, 3, 8, "b/notes.txt: not a PNG", "text file");
     unlink(p);
     /* a truncated PNG (the header, so the size check passes, but not the pixels) */
@@ -288,11 +265,11 @@ static void test_folder_errors(void) {
     ds_path(p, sizeof p, dir, "b/img_c.png");
     {
         size_t len = 0;
-        uint8_t *b = ds_read(DS_DIR "/folder/cat/img_a.png", &len);
+        uint8_t *b = cli_read_file(DS_DIR "/folder/cat/img_a.png", &len);
         CHECK(b && len > 24, "read png");
         if (b && len > 24) {
             b[19] = 9; /* IHDR width (bytes 16..19, big-endian) 8 -> 9; stb checks no CRC */
-            ds_write(p, b, len);
+            cli_write_file(p, b, len);
         }
         free(b);
     }
@@ -305,7 +282,7 @@ static void test_folder_errors(void) {
     rmdir(p);
     /* a stray file next to the classes */
     ds_path(p, sizeof p, dir, "README");
-    ds_write(p, "x", 1);
+    cli_write_file(p, "x", 1);
     expect_folder_error(dir, 3, 8, "README: not a folder", "stray file");
     unlink(p);
     /* an empty class */

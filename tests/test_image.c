@@ -47,29 +47,6 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
-static uint8_t *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(n > 0 ? (size_t)n : 1);
-    if (b && n > 0 && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) *len = (size_t)(n > 0 ? n : 0);
-    return b;
-}
-
-static int write_file(const char *path, const uint8_t *b, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(b, 1, len, f) == len;
-    return (fclose(f) == 0 && ok) ? 0 : -1;
-}
-
 static int one_line(const char *s) { return s && *s && !strchr(s, '\n') && !strchr(s, '\r'); }
 
 /* The formula make_npz.py uses. */
@@ -203,7 +180,7 @@ static uint8_t *write_and_decode(const char *path, const uint8_t *imgs, int n, i
     CHECK(rc == 0, "gd_write_png_grid: %s", err);
     if (rc != 0) return NULL;
     size_t len = 0;
-    uint8_t *file = read_file(path, &len);
+    uint8_t *file = cli_read_file(path, &len);
     CHECK(file != NULL, "cannot read %s back", path);
     if (!file) return NULL;
     int comp = 0;
@@ -307,7 +284,7 @@ static int text_roundtrip(const char *dir, const char *key, const char *val, png
     int rc = gd_write_png_grid(path, img, 1, 2, 2, 1, 1, key, val, err, sizeof err);
     if (rc != 0) return -1;
     size_t len = 0;
-    uint8_t *b = read_file(path, &len);
+    uint8_t *b = cli_read_file(path, &len);
     if (!b) return -1;
     int r = walk_png(b, len, wk);
     free(b);
@@ -381,7 +358,7 @@ static void test_png_errors(void) {
     CHECK(mkdir(path, 0755) == 0, "mkdir");
     char marker[600];
     snprintf(marker, sizeof marker, "%s/adir/keep", dir);
-    CHECK(write_file(marker, (const uint8_t *)"x", 1) == 0, "marker");
+    CHECK(cli_write_file(marker, (const uint8_t *)"x", 1) == 0, "marker");
     err[0] = '\0';
     CHECK(gd_write_png_grid(path, img, 1, 2, 2, 3, 0, NULL, NULL, err, sizeof err) != 0, "rename over a dir");
     CHECK(one_line(err) && strstr(err, path) && strstr(err, "rename"), "err: %s", err);
@@ -553,7 +530,7 @@ static void test_npz_matches_numpy_bytes(void) {
     fill_pattern(src, sizeof src);
     CHECK(gd_write_npz(path, src, 3, 4, 5, 3, L64, err, sizeof err) == 0, "%s", err);
     size_t la = 0, lb = 0;
-    uint8_t *a = read_file(path, &la), *b = read_file(NPZ_DIR "/savez_labels.npz", &lb);
+    uint8_t *a = cli_read_file(path, &la), *b = cli_read_file(NPZ_DIR "/savez_labels.npz", &lb);
     CHECK(a && b, "read");
     if (a && b) {
         /* member k starts at the k-th "\x93NUMPY"; arr_0 is 128 + 180 bytes, arr_1 is 128 + 24 */
@@ -595,12 +572,12 @@ static void test_npz_corruptions(void) {
     int accepted_flips = 0;
     for (int s = 0; s < 3; s++) {
         size_t len = 0;
-        uint8_t *orig = read_file(srcs[s], &len);
+        uint8_t *orig = cli_read_file(srcs[s], &len);
         CHECK(orig != NULL, "read %s", srcs[s]);
         if (!orig) continue;
         int accepted_cut = 0;
         for (size_t cut = 0; cut < len; cut++) {
-            write_file(path, orig, cut);
+            cli_write_file(path, orig, cut);
             uint8_t *img = NULL;
             int64_t *lab = NULL;
             int n, h, w, c;
@@ -615,7 +592,7 @@ static void test_npz_corruptions(void) {
             for (size_t x = 0; x < sizeof xors; x++) {
                 memcpy(buf, orig, len);
                 buf[pos] ^= xors[x];
-                write_file(path, buf, len);
+                cli_write_file(path, buf, len);
                 uint8_t *img = NULL;
                 int64_t *lab = NULL;
                 int n = 0, h = 0, w = 0, c = 0;
