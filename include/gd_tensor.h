@@ -135,6 +135,7 @@ int gd_graph_n_nodes(const gd_graph *g);
 void gd_set_threads(int n);
 int gd_get_threads(void);
 const char *gd_build_info(void);
+double gd_time_now(void); /* monotonic seconds, for progress and timings */
 
 float gd_f16_to_f32(uint16_t h);
 float gd_bf16_to_f32(uint16_t h);

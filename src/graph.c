@@ -267,12 +267,6 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
 static double prof[2][GD_OP_COUNT];
 static int prof_on = -1;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void prof_report(int bwd) {
     fprintf(stderr, "profile (%s):", bwd ? "backward" : "forward");
     for (int i = 1; i < GD_OP_COUNT; i++)
@@ -284,9 +278,9 @@ static void prof_report(int bwd) {
 static void run_node(gd_graph *g, gd_tensor *t, int bwd) {
     const gd_op_info *info = &gd_op_table[t->op];
     if (prof_on < 0) prof_on = getenv("GD_PROFILE") != NULL;
-    double t0 = prof_on ? now_s() : 0;
+    double t0 = prof_on ? gd_time_now() : 0;
     (bwd ? info->backward : info->forward)(t, g->work);
-    if (prof_on) prof[bwd][t->op] += now_s() - t0;
+    if (prof_on) prof[bwd][t->op] += gd_time_now() - t0;
 }
 
 int gd_graph_compute(gd_graph *g) {

@@ -6,12 +6,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -91,13 +85,13 @@ int main(int argc, char **argv) {
     }
     double *runs = malloc(sizeof(double) * (size_t)repeat);
     for (int r = -1; r < repeat; r++) { /* r = -1 is the warm-up */
-        double t0 = now();
+        double t0 = gd_time_now();
         int rc = cls ? gd_net_input_grad(net, grad) : gd_net_forward(net);
         if (rc) {
             fprintf(stderr, "ddpm-bench: %s\n", gd_last_error());
             return 1;
         }
-        if (r >= 0) runs[r] = now() - t0;
+        if (r >= 0) runs[r] = gd_time_now() - t0;
     }
     double sorted[1000];
     memcpy(sorted, runs, sizeof(double) * (size_t)repeat);

@@ -50,12 +50,6 @@ static void die(const char *fmt, ...) {
     exit(2);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: ddpm-sample [options]\n"
@@ -260,7 +254,7 @@ static void on_step(void *user, int done, int total) {
     (void)total;
     progress *p = user;
     p->done++;
-    double t = now();
+    double t = gd_time_now();
     if (p->quiet || (t - p->last < 0.1 && p->done != p->total)) return;
     p->last = t;
     double rate = p->done / (t - p->t0), eta = (p->total - p->done) / (rate > 0 ? rate : 1);
@@ -273,7 +267,7 @@ static void on_step(void *user, int done, int total) {
 int main(int argc, char **argv) {
     opts o;
     parse_args(argc, argv, &o);
-    double t_start = now();
+    double t_start = gd_time_now();
     if (o.threads) gd_set_threads(o.threads);
     check_writable("--output", o.out);
     char sidecar[PATH_MAX];
@@ -378,7 +372,7 @@ int main(int argc, char **argv) {
     int32_t *y = calloc((size_t)B, sizeof(int32_t));
     if (!labels || !images || !x || !y) die("out of memory for %d samples", N);
     int nb = (N + B - 1) / B;
-    progress pr = {o.quiet, nb * diff->K, 0, now(), 0};
+    progress pr = {o.quiet, nb * diff->K, 0, gd_time_now(), 0};
     if (!o.quiet) {
         fprintf(stderr, "%s: seed %llu, %d samples, %s %s (%d steps), guidance %s%s%s%s\n", prog, o.seed, N,
                 o.ddim ? "ddim" : "ddpm", resp, diff->K, o.use_classifier || o.use_cfg ? "" : "none",
@@ -406,7 +400,7 @@ int main(int argc, char **argv) {
          * guided-diffusion's classifier_sample.py does: its generator stream then matches. */
         int n0 = b * B, nkeep = N - n0 < B ? N - n0 : B, nbat = o.rng_torch ? B : nkeep;
         if (nbat != planned_b) { /* plan once per distinct batch size (at most two) */
-            double t0 = now();
+            double t0 = gd_time_now();
             gd_sampler_free(smp);
             gd_net_denoiser_free(&den);
             gd_rng_noise_free(&noise);
@@ -435,9 +429,9 @@ int main(int argc, char **argv) {
             smp = gd_sampler_new(&sp);
             if (!smp) die("out of memory");
             planned_b = nbat;
-            t_plan += now() - t0;
+            t_plan += gd_time_now() - t0;
         }
-        double t0 = now();
+        double t0 = gd_time_now();
         if (o.rng_torch) { /* guided-diffusion: one generator for the run; per batch labels, then randn */
             noise.gens[0] = torch_gen;
             if (random_class) gd_rng_randint(&noise.gens[0], K, labels + n0, nbat);
@@ -449,11 +443,11 @@ int main(int argc, char **argv) {
         if (gd_sampler_run(smp, x)) die("sampling failed: %s", gd_last_error());
         if (o.rng_torch) torch_gen = noise.gens[0];
         gd_to_uint8(x, nkeep, C, S, S, images + (size_t)n0 * per);
-        t_sample += now() - t0;
+        t_sample += gd_time_now() - t0;
     }
 
     /* ---- outputs ---- */
-    double t0 = now();
+    double t0 = gd_time_now();
     cJSON *js = cJSON_CreateObject();
     cJSON_AddStringToObject(js, "tool", "ddpm-sample");
     cJSON_AddStringToObject(js, "model", model_path);
@@ -499,10 +493,10 @@ int main(int argc, char **argv) {
             snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu.png", o.save_each, gi, o.seed + (unsigned long long)gi);
         if (gd_write_png_grid(p, images + (size_t)i * per, 1, S, S, C, 1, "parameters", params, err, sizeof err)) die("%s", err);
     }
-    double t_write = now() - t0;
+    double t_write = gd_time_now() - t0;
     if (!o.quiet)
         printf("%s: %d samples, seed %llu -> %s%s%s (%.1f s, %.3f s/step)\n", prog, N, o.seed, o.out, o.npz ? ", " : "",
-               o.npz ? o.npz : "", now() - t_start, t_sample / (nb * diff->K));
+               o.npz ? o.npz : "", gd_time_now() - t_start, t_sample / (nb * diff->K));
     if (o.verbose)
         fprintf(stderr, "%s: timings: load+plan %.2f s, sampling %.2f s, writing %.2f s\n", prog, t_plan, t_sample, t_write);
     free(params);

@@ -33,12 +33,6 @@ static void die(const char *fmt, ...) {
     exit(2);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void usage(FILE *f) {
     fprintf(f, "usage: ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]\n"
                "Trains the network the run config describes (configs/train_*.json are examples):\n"
@@ -276,7 +270,7 @@ int main(int argc, char **argv) {
     const gd_tensor *outt = gd_net_output(net);
     float *dout = malloc(sizeof(float) * (size_t)gd_nelements(outt));
     int64_t perm_epoch = -1;
-    double t0 = now(), loss_acc = 0, mse_acc = 0, vb_acc = 0;
+    double t0 = gd_time_now(), loss_acc = 0, mse_acc = 0, vb_acc = 0;
     int64_t acc_n = 0, start = gd_optim_step_count(opt);
     gd_loss_terms *terms = malloc(sizeof *terms * (size_t)B);
     if (B > 4096) die("run config: batch_size at most 4096");
@@ -335,7 +329,7 @@ int main(int argc, char **argv) {
         acc_n++;
         int64_t done = s + 1;
         if (done % log_every == 0 || done == steps) {
-            double el = now() - t0, sps = (double)(done - start) * B / el, eta = (double)(steps - done) * B / sps;
+            double el = gd_time_now() - t0, sps = (double)(done - start) * B / el, eta = (double)(steps - done) * B / sps;
             fprintf(logf, "{\"step\": %lld, \"loss\": %.6f, \"mse\": %.6f, \"vb\": %.6f, \"grad_norm\": %.4f, \"lr\": %.3g, "
                           "\"samples_per_s\": %.2f}\n",
                     (long long)done, loss_acc / acc_n, mse_acc / acc_n, vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
