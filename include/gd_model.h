@@ -36,6 +36,10 @@ int gd_config_parse(const char *json, gd_config *cfg, char *err, size_t errlen);
 int gd_config_load(const char *path, gd_config *cfg, char *err, size_t errlen);
 void gd_config_free(gd_config *cfg);
 int gd_config_out_channels(const gd_config *cfg);   /* U-Net output channels */
+/* The config's optional "class_names" list: name of class k into buf; 0, or -1 when there is none. */
+int gd_config_class_name(const gd_config *cfg, int k, char *buf, size_t n);
+/* Class id for a name (case-insensitive; ' ', '_', '-' and '/' are interchangeable), or -1. */
+int gd_config_class_id(const gd_config *cfg, const char *name);
 
 typedef struct gd_model gd_model;
 

@@ -227,3 +227,32 @@ void gd_config_free(gd_config *cfg) {
 }
 
 int gd_config_out_channels(const gd_config *cfg) { return cfg->in_channels * (cfg->learn_sigma ? 2 : 1); }
+
+int gd_config_class_name(const gd_config *cfg, int k, char *buf, size_t n) {
+    cJSON *o = cfg->json ? cJSON_Parse(cfg->json) : NULL;
+    const cJSON *names = o ? cJSON_GetObjectItemCaseSensitive(o, "class_names") : NULL;
+    const cJSON *v = cJSON_IsArray(names) ? cJSON_GetArrayItem(names, k) : NULL;
+    int rc = cJSON_IsString(v) ? 0 : -1;
+    if (!rc) snprintf(buf, n, "%s", v->valuestring);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int same_name(const char *a, const char *b) {
+    for (;; a++, b++) {
+        char x = *a, y = *b;
+        if (x == '_' || x == '-' || x == '/') x = ' ';
+        if (y == '_' || y == '-' || y == '/') y = ' ';
+        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
+        if (x != y) return 0;
+        if (!x) return 1;
+    }
+}
+
+int gd_config_class_id(const gd_config *cfg, const char *name) {
+    char buf[256];
+    for (int k = 0; k < cfg->num_classes; k++)
+        if (!gd_config_class_name(cfg, k, buf, sizeof buf) && same_name(buf, name)) return k;
+    return -1;
+}

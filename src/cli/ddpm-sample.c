@@ -61,7 +61,8 @@ static void usage(FILE *f) {
             "                            repeat with @LO:HI original-timestep ranges for multiple experts\n"
             "      --classifier-config PATH  classifier config, when not embedded\n"
             "sampling\n"
-            "      --class C             class id, a comma list (cycled), or 'random' (default)\n"
+            "      --class C             class id or name (when the model's config has class_names), a comma\n"
+            "                            list (cycled), or 'random' (default)\n"
             "  -n, --num-samples N       number of images (default 16)\n"
             "  -b, --batch-size N        images per network call (default 16); does not change the images\n"
             "      --steps N             sampling steps (default 250 for ddpm, 25 for ddim)\n"
@@ -350,7 +351,14 @@ int main(int argc, char **argv) {
         snprintf(buf, sizeof buf, "%s", o.classes);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             if (nlist == MAX_LABELS) die("--class: at most %d classes in a list", MAX_LABELS);
-            list[nlist++] = parse_int("--class", tok, 0, K - 1);
+            int id = tok[0] >= '0' && tok[0] <= '9' ? parse_int("--class", tok, 0, K - 1) : gd_config_class_id(mc, tok);
+            if (id < 0) {
+                char names[1024] = "", nb[128];
+                for (int k = 0; k < K && gd_config_class_name(mc, k, nb, sizeof nb) == 0; k++)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", k ? ", " : "", nb);
+                die("--class: unknown class '%s'%s%s", tok, *names ? "; the model's classes: " : " (the model has no class names)", names);
+            }
+            list[nlist++] = id;
         }
         if (!nlist) die("--class: empty list");
     }
@@ -374,6 +382,13 @@ int main(int argc, char **argv) {
     int nb = (N + B - 1) / B;
     progress pr = {o.quiet, nb * diff->K, 0, gd_time_now(), 0};
     if (!o.quiet) {
+        char cname[160] = "";
+        if (nlist == 1 && !gd_config_class_name(mc, list[0], cname + 2, sizeof cname - 4)) {
+            cname[0] = ' ', cname[1] = '(';
+            strcat(cname, ")");
+        }
+        if (nlist == 1)
+            fprintf(stderr, "%s: class %d%s\n", prog, list[0], cname);
         fprintf(stderr, "%s: seed %llu, %d samples, %s %s (%d steps), guidance %s%s%s%s\n", prog, o.seed, N,
                 o.ddim ? "ddim" : "ddpm", resp, diff->K, o.use_classifier || o.use_cfg ? "" : "none",
                 o.use_entropy ? "entropy" : o.use_classifier ? "classifier" : "", o.use_classifier && o.use_cfg ? "+" : "",
@@ -468,6 +483,8 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(js, "num_samples", N);
     cJSON_AddNumberToObject(js, "first_index", (double)o.first);
     cJSON_AddNumberToObject(js, "batch_size", B);
+    char cn[128];
+    if (nlist == 1 && !gd_config_class_name(mc, list[0], cn, sizeof cn)) cJSON_AddStringToObject(js, "class_name", cn);
     if (labelled) {
         cJSON *la = cJSON_AddArrayToObject(js, "labels");
         for (int i = 0; i < N && i < 100000; i++) cJSON_AddItemToArray(la, cJSON_CreateNumber((double)labels[i]));

@@ -41,7 +41,8 @@ static void usage(FILE *f) {
                "                    cross-entropy + ect_lambda * (log C - H(p))\n"
                "Writes OUT/checkpoint.safetensors (weights, AdamW moments, EMA, step; atomic) every\n"
                "checkpoint_every steps, OUT/model.safetensors (EMA weights, config embedded) and OUT/log.jsonl.\n"
-               "--resume continues from OUT/checkpoint.safetensors; --stop-after N stops after N more steps.\n"
+               "--resume continues from OUT/checkpoint.safetensors (a finished run just exports its model again);\n"
+               "--stop-after N stops after N more steps (checkpointing first).\n"
                "--eval T1,T2,..  (classifiers) accuracy of OUT/model.safetensors on the run's test_data\n"
                "                 (default: the Fashion-MNIST test set) at each original timestep T (0 = clean),\n"
                "                 one JSON line each; nothing is trained.\n");
@@ -345,6 +346,8 @@ int main(int argc, char **argv) {
             write_model(model_out, opt, net, mjson);
         }
     }
+    if (start >= steps) /* a finished run: export the model again (e.g. after a config edit) */
+        write_model(model_out, opt, net, mjson);
     if (!quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
     fclose(logf);
     return 0;
