@@ -258,7 +258,45 @@ static void test_sample_batch(void) {
     cli_rmtree(d);
 }
 
+/* --class by name, from the config's class_names (case and separators do not matter). */
+#include "gd_safetensors.h"
+#include <cjson/cJSON.h>
+
+static void test_class_names(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], p[600], args[2048], err[256];
+    cli_mkdtemp(d, sizeof d);
+    gd_st_file *f = gd_st_open("tests/fixtures/unet_a.safetensors", err, sizeof err);
+    cJSON *c = f ? cJSON_Parse(gd_st_metadata(f, "config")) : NULL;
+    CHECK(c != NULL, "unet_a config");
+    if (!c) { gd_st_close(f); cli_rmtree(d); return; }
+    const char *names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+    cJSON_AddItemToObject(c, "class_names", cJSON_CreateStringArray(names, 10));
+    char *js = cJSON_PrintUnformatted(c);
+    snprintf(p, sizeof p, "%s/cfg.json", d);
+    cli_write_file(p, js, strlen(js));
+    snprintf(args, sizeof args, UNET_A " --model-config %s --class 'ankle_BOOT,t shirt/top' -n 2 --steps 2 -o %s/g.png", p, d);
+    cli_result r = cli_run(TOOL, d, args);
+    CHECK(r.status == 0, "%s", r.err);
+    cli_run_free(&r);
+    snprintf(p, sizeof p, "%s/g.png.json", d);
+    char *side = cli_slurp(p);
+    CHECK(strstr(side, "\"labels\":[9,0]") != NULL, "names map to ids 9 and 0: %s", side);
+    free(side);
+    snprintf(p, sizeof p, "%s/cfg.json", d);
+    snprintf(args, sizeof args, UNET_A " --model-config %s --class sweater -n 1 --steps 2 -o %s/h.png", p, d);
+    r = cli_run(TOOL, d, args);
+    CHECK(r.status == 2 && strstr(r.err, "unknown class 'sweater'") && strstr(r.err, "Ankle boot"), "unknown name: %s", r.err);
+    printf("    --class 'ankle_BOOT,t shirt/top' -> labels 9, 0; unknown: %s", r.err);
+    cli_run_free(&r);
+    free(js);
+    cJSON_Delete(c);
+    gd_st_close(f);
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_sample_cli) = {
+    {"ddpm-sample: --class by name", test_class_names},
     {"sample_batch.sh: resumable shards merge to the direct run", test_sample_batch},
     {"ddpm-sample: --rng torch reproduces a seeded PyTorch run", test_rng_torch},
     {"ddpm-sample: deterministic across runs, threads and batch sizes", test_determinism},
