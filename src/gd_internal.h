@@ -26,7 +26,8 @@ typedef struct {
     const char *name;
     void (*forward)(gd_tensor *t, float *work);
     void (*backward)(gd_tensor *t, float *work);
-    size_t (*work_floats)(const gd_tensor *t, int backward);
+    /* plans the op's scratch (and may record what it planned for, in ip[]) */
+    size_t (*work_floats)(gd_tensor *t, int backward);
     double (*flops)(const gd_tensor *t);
 } gd_op_info;
 
@@ -68,8 +69,8 @@ void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A
                     int64_t ldb, float beta, float *C, int64_t ldc);
 void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                        float *C, int64_t ldc);
-size_t gd_work_conv2d(const gd_tensor *t, int backward);
-size_t gd_work_attention(const gd_tensor *t, int backward);
+size_t gd_work_conv2d(gd_tensor *t, int backward);
+size_t gd_work_attention(gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);
 double gd_flops_attention(const gd_tensor *t);

@@ -35,11 +35,11 @@ gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
     return t;
 }
 
-size_t gd_work_attention(const gd_tensor *t, int backward) {
-    gd_tensor *m = (gd_tensor *)t; /* the plan records the slice count it sized for */
-    m->ip[2] = slices();
+size_t gd_work_attention(gd_tensor *t, int backward) {
+    (void)backward;
+    t->ip[2] = slices(); /* the thread count this scratch is sized for */
     size_t T = (size_t)t->ne[2];
-    return (size_t)m->ip[2] * 2 * T * T;
+    return (size_t)t->ip[2] * 2 * T * T;
 }
 
 double gd_flops_attention(const gd_tensor *t) {

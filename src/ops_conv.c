@@ -93,7 +93,7 @@ static int winograd(const conv_geom *g) {
     return !off && g->K == 3 && g->S == 1 && g->P == 1 && gd_winograd_worth(g->N, g->H, g->W);
 }
 
-size_t gd_work_conv2d(const gd_tensor *t, int backward) {
+size_t gd_work_conv2d(gd_tensor *t, int backward) {
     conv_geom g = geom(t);
     size_t w = direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
     if (winograd(&g)) {
