@@ -248,6 +248,7 @@ static gd_model *load(const char *what, const char *path, const char *cfg) {
 typedef struct {
     int quiet, total, done;
     double t0, last;
+    int tty;
 } progress;
 
 static void on_step(void *user, int done, int total) {
@@ -256,13 +257,15 @@ static void on_step(void *user, int done, int total) {
     progress *p = user;
     p->done++;
     double t = gd_time_now();
-    if (p->quiet || (t - p->last < 0.1 && p->done != p->total)) return;
+    /* a bar on a terminal; in logs and pipes one line every 10 s */
+    double every = p->tty ? 0.1 : 10.0;
+    if (p->quiet || (t - p->last < every && p->done != p->total)) return;
     p->last = t;
     double rate = p->done / (t - p->t0), eta = (p->total - p->done) / (rate > 0 ? rate : 1);
     int w = 30, fill = (int)((double)p->done / p->total * w);
-    fprintf(stderr, "\r[%.*s%*s] %d/%d steps  %.2f it/s  ETA %.0fs ", fill, "##############################", w - fill, "",
-            p->done, p->total, rate, eta);
-    if (p->done == p->total) fprintf(stderr, "\n");
+    fprintf(stderr, "%s[%.*s%*s] %d/%d steps  %.2f it/s  ETA %.0fs %s", p->tty ? "\r" : "", fill,
+            "##############################", w - fill, "", p->done, p->total, rate, eta,
+            p->tty && p->done != p->total ? "" : "\n");
 }
 
 int main(int argc, char **argv) {
@@ -380,7 +383,7 @@ int main(int argc, char **argv) {
     int32_t *y = calloc((size_t)B, sizeof(int32_t));
     if (!labels || !images || !x || !y) die("out of memory for %d samples", N);
     int nb = (N + B - 1) / B;
-    progress pr = {o.quiet, nb * diff->K, 0, gd_time_now(), 0};
+    progress pr = {o.quiet, nb * diff->K, 0, gd_time_now(), 0, isatty(2)};
     if (!o.quiet) {
         char cname[160] = "";
         if (nlist == 1 && !gd_config_class_name(mc, list[0], cname + 2, sizeof cname - 4)) {
