@@ -155,6 +155,12 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
         printf("{\"t\": %d, \"accuracy\": %.4f, \"images\": %ld}\n", t, (double)correct / total, total);
         fflush(stdout);
     }
+    free(x0);
+    free(noise);
+    gd_net_free(net);
+    gd_diffusion_free(diff);
+    gd_model_free(m);
+    gd_dataset_free(&test);
     return 0;
 }
 
@@ -197,7 +203,14 @@ int main(int argc, char **argv) {
     struct stat st;
     if (stat(out, &st) || !S_ISDIR(st.st_mode)) die("cannot create output directory %s", out);
 
-    if (eval_ts) return evaluate(run, &cfg, out, eval_ts);
+    if (eval_ts) {
+        int rc = evaluate(run, &cfg, out, eval_ts);
+        gd_config_free(&cfg);
+        cJSON_free(mjson);
+        cJSON_Delete(run);
+        free(text);
+        return rc;
+    }
 
     /* ---- data ---- */
     const cJSON *dcfg = cJSON_GetObjectItemCaseSensitive(run, "data");
@@ -350,5 +363,22 @@ int main(int argc, char **argv) {
         write_model(model_out, opt, net, mjson);
     if (!quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
     fclose(logf);
+    free(x0);
+    free(noise);
+    free(idx);
+    free(labels);
+    free(kk);
+    free(dout);
+    free(terms);
+    free(refs);
+    gd_optim_free(opt);
+    gd_net_free(net);
+    gd_diffusion_free(diff);
+    gd_model_free(m);
+    gd_dataset_free(&data);
+    gd_config_free(&cfg);
+    cJSON_free(mjson);
+    cJSON_Delete(run);
+    free(text);
     return 0;
 }
