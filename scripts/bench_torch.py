@@ -5,6 +5,7 @@
         [--batch N] [--threads T] [--repeat R] [--mode unet|classifier]
 
 unet mode:       model forward under torch.no_grad() (superres configs also get a low_res input).
+train mode:      one training step: forward, a mean-square loss on the output, backward, AdamW.
 classifier mode: classifier forward + d/dx sum_n log_softmax(logits)[n, y_n] (parameters do not
                  require grad, as in guided sampling only the input gradient is needed).
 Random weights, model.eval(); one warm-up run, then R timed runs. Prints one JSON line:
@@ -72,7 +73,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--mode", choices=["unet", "classifier"], default=None,
+    ap.add_argument("--mode", choices=["unet", "classifier", "train"], default=None,
                     help="default: classifier for classifier configs, else unet")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -83,14 +84,18 @@ def main():
     full = adm.full_config(cfg)
     kind = full["model"]
     mode = a.mode or ("classifier" if kind == "classifier" else "unet")
-    if (mode == "classifier") != (kind == "classifier"):
+    if mode != "train" and (mode == "classifier") != (kind == "classifier"):
         sys.exit("mode %s does not fit a %s config" % (mode, kind))
 
     model = adm.build_model(cfg)
     adm.init_random(model)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+    if mode == "train":  # one optimisation step: forward, MSE on the output, backward, AdamW
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    else:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
     nparams = sum(p.numel() for p in model.parameters())
 
     n, c, s = a.batch, int(full["in_channels"]), int(full["image_size"])
@@ -102,6 +107,13 @@ def main():
     low_res = torch.rand(n, c, s // 4, s // 4) * 2 - 1 if kind == "superres" else None
 
     def step():
+        if mode == "train":
+            opt.zero_grad()
+            out = model(x, t) if kind == "classifier" else model(x, t, y)
+            loss = (out.float() ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
         if mode == "classifier":
             xi = x.clone().requires_grad_(True)
             logits = model(xi, t)
