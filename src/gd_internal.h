@@ -8,12 +8,7 @@
 struct gd_ctx {
     gd_tensor *tensors;
     int n, cap;
-    void **owned; /* host buffers owned by the context (random weights, test data) */
-    int n_owned, cap_owned;
 };
-
-/* Zero-filled buffer freed with the context. */
-void *gd_ctx_alloc(gd_ctx *ctx, size_t bytes);
 
 /* Records a node of dtype f32. NULL inputs propagate NULL so builders can check once at the end. */
 gd_tensor *gd_new_op(gd_ctx *ctx, gd_op op, int ndim, const int64_t *ne, gd_tensor *a, gd_tensor *b,
@@ -64,11 +59,9 @@ int gd_winograd_worth(int64_t N, int64_t H, int64_t W);
 size_t gd_winograd_work(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W);
 void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_t W, const float *w, int flip,
                          int64_t O, const float *bias, float *y, int accumulate, float *work);
-/* C = op(A) B + beta C in fixed tiles (see ops_conv.c); op(A) = A^T when trans_a. */
-void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float beta, float *C, int64_t ldc);
-void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       float *C, int64_t ldc);
+/* C = op(A) op(B) + beta C in fixed tiles, always inside a parallel region (see ops_conv.c). */
+void gd_sgemm_tiled(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 size_t gd_work_conv2d(gd_tensor *t, int backward);
 size_t gd_work_attention(gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);

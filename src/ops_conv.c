@@ -22,28 +22,18 @@
 #define TILE_M 64
 #define TILE_N 512
 
-/* C += A B^T (A [M,K], B [N,K]): the weight gradients, tiled the same way. */
-void gd_sgemm_tiled_bt(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       float *C, int64_t ldc) {
+/* C = op(A) op(B) + beta C, op = transpose when the flag is set; A is [M,K] (or [K,M]), B is
+ * [K,N] (or [N,K]). */
+void gd_sgemm_tiled(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                    const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
 #pragma omp parallel for schedule(dynamic)
     for (int64_t t = 0; t < tm * tn; t++) {
         int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
         int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mt, (int)nt, (int)K, 1.0f, A + m0 * lda, (int)lda,
-                    B + n0 * ldb, (int)ldb, 1.0f, C + m0 * ldc + n0, (int)ldc);
-    }
-}
-
-void gd_sgemm_tiled(int trans_a, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                    int64_t ldb, float beta, float *C, int64_t ldc) {
-    int64_t tm = (M + TILE_M - 1) / TILE_M, tn = (N + TILE_N - 1) / TILE_N;
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t t = 0; t < tm * tn; t++) {
-        int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
-        int64_t mt = M - m0 < TILE_M ? M - m0 : TILE_M, nt = N - n0 < TILE_N ? N - n0 : TILE_N;
-        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)mt, (int)nt, (int)K, 1.0f,
-                    trans_a ? A + m0 : A + m0 * lda, (int)lda, B + n0, (int)ldb, beta, C + m0 * ldc + n0, (int)ldc);
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, (int)mt,
+                    (int)nt, (int)K, 1.0f, trans_a ? A + m0 : A + m0 * lda, (int)lda, trans_b ? B + n0 * ldb : B + n0,
+                    (int)ldb, beta, C + m0 * ldc + n0, (int)ldc);
     }
 }
 
@@ -176,7 +166,7 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
             B = work;
         }
         float *out = y + n * g.O * g.OHW;
-        gd_sgemm_tiled(0, g.O, g.OHW, g.CKK, w, g.CKK, B, g.OHW, 0.0f, out, g.OHW);
+        gd_sgemm_tiled(0, 0, g.O, g.OHW, g.CKK, w, g.CKK, B, g.OHW, 0.0f, out, g.OHW);
         if (b) {
 #pragma omp parallel for if (g.O * g.OHW > 32768)
             for (int64_t o = 0; o < g.O; o++)
@@ -211,14 +201,14 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
                 im2col(&g, xn, work);
                 B = work;
             }
-            gd_sgemm_tiled_bt(g.O, g.CKK, g.OHW, dyn, g.OHW, B, g.OHW, Wt->grad, g.CKK);
+            gd_sgemm_tiled(0, 1, g.O, g.CKK, g.OHW, dyn, g.OHW, B, g.OHW, 1.0f, Wt->grad, g.CKK);
         }
         if (dx) {
             float *dxn = dx + n * g.C * g.H * g.W;
             if (direct(&g)) {
-                gd_sgemm_tiled(1, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 1.0f, dxn, g.OHW);
+                gd_sgemm_tiled(1, 0, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 1.0f, dxn, g.OHW);
             } else {
-                gd_sgemm_tiled(1, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 0.0f, work, g.OHW);
+                gd_sgemm_tiled(1, 0, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 0.0f, work, g.OHW);
                 col2im(&g, work, dxn);
             }
         }
@@ -278,15 +268,15 @@ void gd_fwd_linear(gd_tensor *t, float *work) {
     }
     for (int64_t r = 0; r < rows; r++)
         for (int64_t o = 0; o < out; o++) y[r * out + o] = b ? b[o] : 0.0f;
-    gd_sgemm_tiled_bt(rows, out, in, F32(t->src[0]), in, F32(t->src[1]), in, y, out);
+    gd_sgemm_tiled(0, 1, rows, out, in, F32(t->src[0]), in, F32(t->src[1]), in, 1.0f, y, out);
 }
 
 void gd_bwd_linear(gd_tensor *t, float *work) {
     (void)work;
     gd_tensor *X = t->src[0], *Wt = t->src[1], *Bt = t->src[2];
     int64_t out = t->ne[t->ndim - 1], in = Wt->ne[1], rows = gd_nelements(t) / out;
-    if (X->grad) gd_sgemm_tiled(0, rows, in, out, t->grad, out, F32(Wt), in, 1.0f, X->grad, in);
-    if (Wt->grad) gd_sgemm_tiled(1, out, in, rows, t->grad, out, F32(X), in, 1.0f, Wt->grad, in);
+    if (X->grad) gd_sgemm_tiled(0, 0, rows, in, out, t->grad, out, F32(Wt), in, 1.0f, X->grad, in);
+    if (Wt->grad) gd_sgemm_tiled(1, 0, out, in, rows, t->grad, out, F32(X), in, 1.0f, Wt->grad, in);
     if (Bt && Bt->grad)
         for (int64_t o = 0; o < out; o++) {
             double s = 0;

@@ -44,23 +44,8 @@ gd_ctx *gd_ctx_new(int max_tensors) {
 
 void gd_ctx_free(gd_ctx *ctx) {
     if (!ctx) return;
-    for (int i = 0; i < ctx->n_owned; i++) free(ctx->owned[i]);
-    free(ctx->owned);
     free(ctx->tensors);
     free(ctx);
-}
-
-void *gd_ctx_alloc(gd_ctx *ctx, size_t bytes) {
-    if (ctx->n_owned == ctx->cap_owned) {
-        int cap = ctx->cap_owned ? 2 * ctx->cap_owned : 64;
-        void **p = realloc(ctx->owned, (size_t)cap * sizeof *p);
-        if (!p) return NULL;
-        ctx->owned = p;
-        ctx->cap_owned = cap;
-    }
-    void *m = calloc(1, bytes ? bytes : 1);
-    if (m) ctx->owned[ctx->n_owned++] = m;
-    return m;
 }
 
 size_t gd_dtype_size(gd_dtype dt) {
