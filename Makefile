@@ -7,7 +7,7 @@ CFLAGS  += -std=c11 -fno-math-errno -D_DEFAULT_SOURCE -Wall -Wextra -Wno-unused-
 # OpenBLAS's OpenMP build shares our OpenMP thread pool; the pthread build's spinning workers
 # fight the OpenMP loops between GEMMs for the same cores (measured: element-wise ops 15x slower).
 BLASDIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
-LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lz -lm
+LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -llapacke -lopenblas -lcjson -lz -lm
 BUILD   ?= build
 
 LIB_SRC   = $(wildcard src/*.c)

@@ -82,6 +82,9 @@ int32_t *gd_net_y(gd_net *n);        /* [N] labels, NULL when the network takes 
 float *gd_net_low_res(gd_net *n);    /* superres conditioning, else NULL */
 int gd_net_forward(gd_net *n);
 const gd_tensor *gd_net_output(const gd_net *n);  /* U-Net output or classifier logits */
+/* classifiers: the pooled [N, C, 1, 1] vector the head projects to logits (the spatial mean for
+ * the attention pool); NULL for U-Nets */
+const gd_tensor *gd_net_features(const gd_net *n);
 /* Runs forward and backward; grad [N,C,H,W] receives d/dx log p(y|x) per sample. */
 int gd_net_input_grad(gd_net *n, float *grad);
 const gd_graph *gd_net_graph(const gd_net *n);

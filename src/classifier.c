@@ -9,7 +9,9 @@ static gd_tensor *attention_pool(gd_ctx *ctx, gd_model *m, gd_tensor *h, int64_t
     if (!h) return NULL;
     int64_t N = h->ne[0], T = h->ne[2] * h->ne[3];
     gd_tensor *x = gd_reshape(ctx, h, 3, (int64_t[]){N, C, T});
-    x = gd_concat(ctx, gd_mean(ctx, x, 2), x, 2);
+    gd_tensor *mean = gd_mean(ctx, x, 2);
+    if (mean) gd_set_name(mean, "features");
+    x = gd_concat(ctx, mean, x, 2);
     x = gd_add(ctx, x, P(2, (int64_t[]){C, T + 1}, "out.2.positional_embedding"));
     gd_tensor *wq = P(3, (int64_t[]){3 * C, C, 1}, "out.2.qkv_proj.weight");
     gd_tensor *wc = P(3, (int64_t[]){K, C, 1}, "out.2.c_proj.weight");
@@ -42,7 +44,9 @@ gd_tensor *gd_classifier_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor
     if (cfg->pool_attention) {
         h = attention_pool(ctx, m, h, C, K, cfg->num_head_channels);
     } else {
-        h = gd_conv2d(ctx, gd_mean(ctx, h, 2), P(4, (int64_t[]){K, C, 1, 1}, "out.3.weight"), P(1, &K, "out.3.bias"), 1, 0);
+        gd_tensor *feat = gd_mean(ctx, h, 2);
+        if (feat) gd_set_name(feat, "features");
+        h = gd_conv2d(ctx, feat, P(4, (int64_t[]){K, C, 1, 1}, "out.3.weight"), P(1, &K, "out.3.bias"), 1, 0);
         h = h ? gd_reshape(ctx, h, 2, (int64_t[]){h->ne[0], K}) : NULL;
     }
     if (h) gd_set_name(h, "logits");

@@ -457,7 +457,37 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         gd_errf(err, errlen, "%s: too many class subfolders", dir);
         goto done;
     }
-    for (size_t k = 0; k < classes.n; k++) {
+    /* A folder of image files only (ddpm-sample --save-each): one set, labels read from the
+     * "classK" part of each name when there is one, else -1. */
+    int flat = 0;
+    {
+        char *p0 = path_join(dir, classes.v[0]);
+        struct stat st0;
+        flat = p0 && stat(p0, &st0) == 0 && S_ISREG(st0.st_mode);
+        free(p0);
+    }
+    for (size_t k = 0; flat && k < classes.n; k++) {
+        char *p = path_join(dir, classes.v[k]), *c = strstr(classes.v[k], "class");
+        struct stat st;
+        int bad = !p || strvec_push(&files, p) != 0;
+        if (!bad && nlabels == labels_cap) {
+            size_t nc = labels_cap ? 2 * labels_cap : 64;
+            int32_t *nl = realloc(labels, nc * sizeof *nl);
+            bad = !nl;
+            if (nl) labels = nl, labels_cap = nc;
+        }
+        if (bad) {
+            gd_errf(err, errlen, "%s: out of memory", dir);
+            goto done;
+        }
+        long v = c && c[5] >= '0' && c[5] <= '9' ? strtol(c + 5, NULL, 10) : -1;
+        labels[nlabels++] = v >= 0 && v < INT32_MAX ? (int32_t)v : -1;
+        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+            gd_errf(err, errlen, "%s: mixes image files and subfolders (expected only images, or <class>/<images>)", dir);
+            goto done;
+        }
+    }
+    for (size_t k = 0; !flat && k < classes.n; k++) {
         char *cdir = path_join(dir, classes.v[k]);
         struct stat st;
         if (!cdir) {
@@ -553,6 +583,19 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         gd_errf(err, errlen, "%s", first_msg ? first_msg : "out of memory");
         free(first_msg);
         free(images);
+        goto done;
+    }
+    if (flat) {
+        int32_t mx = -1;
+        for (size_t i = 0; i < n; i++) mx = labels[i] > mx ? labels[i] : mx;
+        d->num_classes = mx + 1;
+        d->images = images;
+        d->labels = labels;
+        labels = NULL;
+        d->n = (int)n;
+        d->h = d->w = size;
+        d->c = channels;
+        rc = 0;
         goto done;
     }
     d->class_names = calloc(classes.n, sizeof *d->class_names);

@@ -9,7 +9,7 @@ struct gd_net {
     gd_model *m;
     gd_ctx *ctx;
     gd_graph *g;
-    gd_tensor *x, *t, *y, *low_res, *out, *picked;
+    gd_tensor *x, *t, *y, *low_res, *out, *picked, *features;
     gd_tensor **params; /* training: the weight leaves, in build order */
     int n_params;
 };
@@ -68,8 +68,12 @@ static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *
         gd_net_free(n);
         return NULL;
     }
-    gd_tensor *outs[2] = {n->out, NULL};
+    gd_tensor *outs[3] = {n->out, NULL, NULL};
     int nout = 1;
+    /* the pooled vector before the classifier's last projection: evaluation features (FID) */
+    for (int i = 0; cls && i < n->ctx->n; i++)
+        if (!strcmp(n->ctx->tensors[i].name, "features")) n->features = &n->ctx->tensors[i];
+    if (n->features) outs[nout++] = n->features;
     if (input_grad) {
         n->picked = gd_gather(n->ctx, gd_log_softmax(n->ctx, n->out), n->y);
         outs[nout++] = n->picked;
@@ -108,6 +112,7 @@ float *gd_net_t(gd_net *n) { return n->t->data; }
 int32_t *gd_net_y(gd_net *n) { return n->y ? n->y->data : NULL; }
 float *gd_net_low_res(gd_net *n) { return n->low_res ? n->low_res->data : NULL; }
 const gd_tensor *gd_net_output(const gd_net *n) { return n->out; }
+const gd_tensor *gd_net_features(const gd_net *n) { return n->features; }
 const gd_graph *gd_net_graph(const gd_net *n) { return n->g; }
 
 int gd_net_forward(gd_net *n) { return gd_graph_compute(n->g); }

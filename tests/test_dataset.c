@@ -233,7 +233,29 @@ static void test_folder_errors(void) {
     expect_folder_error(DS_DIR "/folder", 2, 8, "channels", "channels 2");
     expect_folder_error(DS_DIR "/folder", 3, 0, "size", "size 0");
     expect_folder_error(DS_DIR "/no_such_folder", 3, 8, "No such file", "missing folder");
-    expect_folder_error(DS_DIR "/folder/cat", 3, 8, "not a folder", "class folder as dataset");
+    {
+        /* a folder of images alone is one unlabelled set, or labelled by "class<K>" in the names */
+        gd_dataset a, b;
+        char e1[512] = "", e2[512] = "", t[512], q[1024];
+        int r1 = gd_dataset_load_folder(DS_DIR "/folder", 3, 8, &a, e1, sizeof e1);
+        int r2 = gd_dataset_load_folder(DS_DIR "/folder/cat", 3, 8, &b, e2, sizeof e2);
+        CHECK(r1 == 0 && r2 == 0 && b.n == 2 && !b.class_names && b.labels[0] == -1 && b.labels[1] == -1,
+              "flat folder: %s %s", e1, e2);
+        if (r1 == 0 && r2 == 0 && b.n == 2) CHECK(!memcmp(a.images, b.images, 2 * 8 * 8 * 3), "flat folder: pixels differ");
+        gd_dataset_free(&a);
+        gd_dataset_free(&b);
+        if (cli_mkdtemp(t, sizeof t) == 0) {
+            snprintf(q, sizeof q, "%s/sample_000001_seed1_class7.png", t);
+            ds_copy(DS_DIR "/folder/cat/img_a.png", q, (size_t)-1);
+            snprintf(q, sizeof q, "%s/sample_000002_seed2_class12.png", t);
+            ds_copy(DS_DIR "/folder/cat/img_b.png", q, (size_t)-1);
+            int r3 = gd_dataset_load_folder(t, 3, 8, &b, e2, sizeof e2);
+            CHECK(r3 == 0 && b.n == 2 && b.labels[0] == 7 && b.labels[1] == 12 && b.num_classes == 13,
+                  "labelled flat folder: %s", e2);
+            gd_dataset_free(&b);
+            cli_rmtree(t);
+        }
+    }
 
     char dir[512], p[1024];
     if (make_tmp_folder(dir, sizeof dir) != 0) {
@@ -283,7 +305,7 @@ static void test_folder_errors(void) {
     /* a stray file next to the classes */
     ds_path(p, sizeof p, dir, "README");
     cli_write_file(p, "x", 1);
-    expect_folder_error(dir, 3, 8, "README: not a folder", "stray file");
+    expect_folder_error(dir, 3, 8, "mixes image files and subfolders", "stray file");
     unlink(p);
     /* an empty class */
     ds_path(p, sizeof p, dir, "c");

@@ -1,0 +1,35 @@
+/* Sample-quality statistics in an evaluator network's feature space: Fréchet distance (FID),
+ * k-NN precision/recall (Kynkäänniemi et al., as guided-diffusion's evaluator), an Inception-style
+ * score and accuracy. Everything is accumulated in double. */
+#ifndef GD_EVAL_H
+#define GD_EVAL_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Mean [d] and unbiased covariance [d, d] (divides by n - 1, as np.cov) of n feature rows.
+ * Returns 0, or -1 when n < 2 or memory runs out. */
+int gd_feature_stats(const float *feats, int64_t n, int d, double *mu, double *sigma);
+
+/* ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)).
+ * The trace term is sum_i sqrt(max(l_i, 0)) over the eigenvalues of the symmetric PSD matrix
+ * S1^(1/2) S2 S1^(1/2) (LAPACK dsyevd twice), which equals Tr(sqrtm(S1 S2)) without the complex
+ * arithmetic and the ill-conditioning of a general square root when a covariance is singular.
+ * Returns 0, or -1 with a message in err (non-finite input, LAPACK failure). */
+int gd_frechet_distance(int d, const double *mu1, const double *sigma1, const double *mu2, const double *sigma2,
+                        double *fid, char *err, size_t errlen);
+
+/* Squared distance from each of the n rows of x to its k-th nearest other row (index k of the
+ * sorted distances to its own set, index 0 being the row itself). */
+int gd_knn_radii(const float *x, int64_t n, int d, int k, double *radii);
+
+/* precision: the fraction of sample rows within (<=) the radius of at least one reference row;
+ * recall: the fraction of reference rows within the radius of at least one sample row.
+ * Radii from gd_knn_radii with k = 3 reproduce guided-diffusion's ManifoldEstimator (which uses
+ * fp16 distances; these are exact in double). */
+int gd_precision_recall(const float *ref, const double *ref_radii, int64_t nr, const float *samp,
+                        const double *samp_radii, int64_t ns, int d, double *precision, double *recall);
+
+/* exp(mean_n KL(p_n || mean p)) per consecutive chunk of `split` rows of softmax(logits),
+ * averaged over chunks (guided-diffusion: split 5000; a shorter last chunk counts as one). */
+double gd_inception_score(const float *logits, int64_t n, int k, int64_t split);
+#endif
