@@ -12,7 +12,7 @@ BUILD   ?= build
 
 LIB_SRC   = $(wildcard src/*.c)
 LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train
+TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all test check-fixtures bench fuzz asan clean

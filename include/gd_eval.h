@@ -32,4 +32,18 @@ int gd_precision_recall(const float *ref, const double *ref_radii, int64_t nr, c
 /* exp(mean_n KL(p_n || mean p)) per consecutive chunk of `split` rows of softmax(logits),
  * averaged over chunks (guided-diffusion: split 5000; a shorter last chunk counts as one). */
 double gd_inception_score(const float *logits, int64_t n, int k, int64_t split);
+
+/* The evaluator: a clean-image classifier (t = 0) planned once for batches of `batch`, giving the
+ * pooled features (gd_net_features) and the logits of uint8 NHWC images, mapped to [-1, 1] as
+ * x/127.5 - 1 like the training data. */
+typedef struct gd_model gd_model;
+typedef struct gd_evaluator gd_evaluator;
+gd_evaluator *gd_evaluator_new(gd_model *m, int batch, char *err, size_t errlen);
+void gd_evaluator_free(gd_evaluator *e);
+int gd_evaluator_dim(const gd_evaluator *e);     /* feature length D */
+int gd_evaluator_classes(const gd_evaluator *e); /* logits per image K */
+/* feats [n, D] and logits [n, K] (either may be NULL); progress (may be NULL) after each batch.
+ * Returns 0, or -1 with one line in err (image shape not the evaluator's). */
+int gd_evaluator_run(gd_evaluator *e, const uint8_t *nhwc, int64_t n, int h, int w, int c, float *feats, float *logits,
+                     void (*progress)(int64_t done, int64_t n, void *user), void *user, char *err, size_t errlen);
 #endif
