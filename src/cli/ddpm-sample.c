@@ -28,7 +28,7 @@ typedef struct {
     int t_lo[MAX_CLASSIFIERS], t_hi[MAX_CLASSIFIERS];
     int n_classifiers;
     int num_samples, batch_size, steps, threads, grid_cols, quiet, verbose, ddim, rng_torch, clip;
-    int use_classifier, use_entropy, use_cfg;
+    int use_classifier, use_entropy, use_cfg, uncond;
     int eds_lo, eds_hi;
     double eta, scale, cfg_scale;
     unsigned long long seed;
@@ -71,6 +71,8 @@ static void usage(FILE *f) {
             "      --sampler ddpm|ddim   ancestral DDPM (default) or DDIM\n"
             "      --eta X               DDIM eta (default 0)\n"
             "      --no-clip             do not clip the predicted x0 to [-1, 1]\n"
+            "      --uncond              run a null-class model unconditionally: the model sees the null\n"
+            "                            label, --class only sets the guidance target and stored labels\n"
             "guidance\n"
             "      --guidance LIST       none (default), classifier, entropy, cfg, or a comma list such as\n"
             "                            cfg,entropy. classifier: ADM classifier guidance with --scale;\n"
@@ -146,6 +148,7 @@ static void parse_args(int argc, char **argv, opts *o) {
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { o->quiet = 1; continue; }
         if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) { o->verbose = 1; continue; }
         if (!strcmp(a, "--no-clip")) { o->clip = 0; continue; }
+        if (!strcmp(a, "--uncond")) { o->uncond = 1; continue; }
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define IS(s, l) (!strcmp(a, s) || !strcmp(a, l))
         int known = IS("-m", "--model") || IS("--model-config", "--model-config") || IS("--classifier", "--classifier") ||
@@ -292,6 +295,8 @@ int main(int argc, char **argv) {
     const gd_config *mc = gd_model_config(model);
     if (mc->kind != GD_NET_UNET) die("%s: not a diffusion U-Net (model \"%s\")", model_path, mc->kind == GD_NET_CLASSIFIER ? "classifier" : "superres");
     if (o.use_cfg && !mc->null_class) die("--guidance cfg needs a model trained with a null class (config null_class)");
+    if (o.uncond && !mc->null_class) die("--uncond needs a model trained with a null class (config null_class)");
+    if (o.uncond && o.use_cfg) die("--uncond and --guidance cfg exclude each other (cfg mixes both passes itself)");
     gd_model *cls[MAX_CLASSIFIERS] = {0};
     if (o.use_classifier) {
         if (!o.n_classifiers) {
@@ -380,8 +385,8 @@ int main(int argc, char **argv) {
     const int C = mc->in_channels, S = mc->image_size, per = C * S * S;
     uint8_t *images = malloc((size_t)N * per);
     float *x = malloc(sizeof(float) * (size_t)B * per);
-    int32_t *y = calloc((size_t)B, sizeof(int32_t));
-    if (!labels || !images || !x || !y) die("out of memory for %d samples", N);
+    int32_t *y = calloc((size_t)B, sizeof(int32_t)), *ynull = calloc((size_t)B, sizeof(int32_t));
+    if (!labels || !images || !x || !y || !ynull) die("out of memory for %d samples", N);
     int nb = (N + B - 1) / B;
     progress pr = {o.quiet, nb * diff->K, 0, gd_time_now(), 0, isatty(2)};
     if (!o.quiet) {
@@ -423,7 +428,8 @@ int main(int argc, char **argv) {
             gd_net_denoiser_free(&den);
             gd_rng_noise_free(&noise);
             for (int i = 0; i < o.n_classifiers; i++) gd_classifier_guidance_free(&guide[i]);
-            if (gd_net_denoiser_init(&den, model, nbat, y, o.use_cfg ? (float)o.cfg_scale : 1.0f, err, sizeof err)) die("%s", err);
+            for (int i = 0; i < nbat; i++) ynull[i] = mc->num_classes; /* the null label's index */
+            if (gd_net_denoiser_init(&den, model, nbat, o.uncond ? ynull : y, o.use_cfg ? (float)o.cfg_scale : 1.0f, err, sizeof err)) die("%s", err);
             gd_guidance *chain = NULL;
             for (int i = o.use_classifier ? o.n_classifiers - 1 : -1; i >= 0; i--) {
                 if (gd_classifier_guidance_init(&guide[i], cls[i], nbat, y, (float)o.scale, o.use_entropy, err, sizeof err))
@@ -476,6 +482,7 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(js, "steps", diff->K);
     cJSON_AddNumberToObject(js, "eta", o.eta);
     cJSON_AddBoolToObject(js, "clip_denoised", o.clip);
+    cJSON_AddBoolToObject(js, "unconditional_model", o.uncond);
     cJSON *ga = cJSON_AddArrayToObject(js, "guidance");
     if (o.use_classifier) cJSON_AddItemToArray(ga, cJSON_CreateString(o.use_entropy ? "entropy" : "classifier"));
     if (o.use_cfg) cJSON_AddItemToArray(ga, cJSON_CreateString("cfg"));
@@ -531,6 +538,7 @@ int main(int argc, char **argv) {
     gd_model_free(model);
     gd_diffusion_free(diff);
     free(labels);
+    free(ynull);
     free(images);
     free(x);
     free(y);
