@@ -37,8 +37,10 @@ struct gd_graph {
     gd_tensor **nodes; /* every reachable tensor, leaves included, in execution order */
     int n;
     bool *req;         /* needs a gradient, indexed like nodes */
-    char *arena;       /* activations, planned inputs, then gradients */
-    size_t arena_bytes, grad_offs, grad_bytes;
+    bool *widen;       /* a convert whose f32 copy lives in the widening scratch, indexed like nodes */
+    bool *zeroed;      /* backward: gradient buffers zeroed so far in this sweep */
+    char *arena;       /* activations, planned inputs, the widening scratch, then gradients */
+    size_t arena_bytes;
     float *work;
     size_t work_floats;
     int planned, with_backward;
@@ -69,7 +71,9 @@ gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs) {
     char *seen = calloc((size_t)ctx->n + 1, 1);
     g->nodes = malloc(sizeof *g->nodes * ((size_t)ctx->n + 1));
     g->req = calloc((size_t)ctx->n + 1, sizeof *g->req);
-    if (!g || !seen || !g->nodes || !g->req) {
+    g->widen = calloc((size_t)ctx->n + 1, sizeof *g->widen);
+    g->zeroed = calloc((size_t)ctx->n + 1, sizeof *g->zeroed);
+    if (!g || !seen || !g->nodes || !g->req || !g->widen || !g->zeroed) {
         free(seen);
         gd_graph_free(g);
         gd_set_error("out of memory");
@@ -90,6 +94,8 @@ void gd_graph_free(gd_graph *g) {
     if (!g) return;
     free(g->nodes);
     free(g->req);
+    free(g->widen);
+    free(g->zeroed);
     free(g->arena);
     free(g->work);
     free(g);
@@ -181,6 +187,47 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
         g->req[index_of(g, t)] = with_backward && r;
     }
 
+    /* Half-precision weights are widened by a convert node just before the op that reads them. If
+     * each such copy got its own buffer, a backward graph (which frees nothing) would hold every
+     * weight in f32 beside its f16 storage. Instead the copies read by one op share a small scratch
+     * region, and the backward sweep widens them again before that op's backward. */
+    size_t widen_bytes = 0;
+    {
+        int *first = malloc(sizeof(int) * (size_t)ctx->n);
+        if (!first) {
+            free(last);
+            free(al.free);
+            gd_set_error("out of memory");
+            return -1;
+        }
+        for (int i = 0; i < ctx->n; i++) first[i] = -1;
+        for (int k = 0; k < n; k++) {
+            gd_tensor *t = g->nodes[k];
+            g->widen[index_of(g, t)] = false;
+            if (t->op == GD_OP_VIEW) continue; /* a view only aliases; its readers count */
+            for (int s = 0; s < GD_MAX_SRC; s++)
+                if (t->src[s] && first[index_of(g, owner(t->src[s]))] < 0) first[index_of(g, owner(t->src[s]))] = k;
+        }
+        size_t group = 0;
+        int reader = -1;
+        for (int k = 0; k < n; k++) {
+            gd_tensor *t = g->nodes[k];
+            int i = index_of(g, t);
+            if (t->op != GD_OP_CONVERT || owner(t->src[0])->op != GD_OP_NONE || (t->flags & GD_FLAG_OUTPUT) || g->req[i])
+                continue;
+            int r = k + 1; /* the next node that computes something */
+            while (r < n && (g->nodes[r]->op == GD_OP_CONVERT || g->nodes[r]->op == GD_OP_VIEW)) r++;
+            if (r == n || first[i] != r || last[i] != r) continue;
+            if (r != reader) group = 0, reader = r;
+            g->widen[i] = true;
+            t->size = (int64_t)align_up((size_t)gd_nelements(t) * sizeof(float));
+            t->offs = (int64_t)group;
+            group += (size_t)t->size;
+            if (group > widen_bytes) widen_bytes = group;
+        }
+        free(first);
+    }
+
     /* Pass 1: offsets. Without a backward, a buffer is released after its last reader runs. */
     size_t work = 0;
     for (int k = 0; k < n; k++) {
@@ -195,7 +242,7 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
                 return -1;
             }
         }
-        if (t->op != GD_OP_VIEW) {
+        if (t->op != GD_OP_VIEW && !g->widen[index_of(g, t)]) {
             t->size = (int64_t)align_up((size_t)gd_nelements(t) * gd_dtype_size(t->dtype));
             t->offs = (int64_t)alloc_block(&al, (size_t)t->size);
         }
@@ -210,20 +257,56 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
         if (!with_backward) {
             for (int s = 0; s < GD_MAX_SRC; s++) {
                 gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
-                if (!o || o->op == GD_OP_NONE) continue; /* leaves live as long as the graph */
+                if (!o || o->op == GD_OP_NONE || g->widen[index_of(g, o)]) continue; /* leaves live as long as the graph */
                 bool dup = false; /* the same source twice must be freed once */
                 for (int q = 0; q < s; q++) dup |= t->src[q] && owner(t->src[q]) == o;
                 if (!dup && last[index_of(g, o)] == k) free_block(&al, (size_t)o->offs, (size_t)o->size);
             }
         }
     }
-    size_t act = al.top, grads = 0;
-    if (with_backward)
+    size_t act = al.top + widen_bytes, grads = 0;
+    /* Gradients, planned over the reverse sweep as activations are over the forward one: a
+     * gradient buffer is live from the first backward that accumulates into it to the backward
+     * of its own node. Outputs (where a sweep may start) are live from the start, and leaves'
+     * gradients (what the caller reads) to the end. */
+    size_t *goffs = NULL;
+    if (with_backward) {
+        allocator ga = {malloc(sizeof(block) * (size_t)(n + 1)), 0, 0};
+        goffs = malloc(sizeof(size_t) * (size_t)ctx->n);
+        bool *live = calloc((size_t)ctx->n + 1, 1);
+        if (!ga.free || !goffs || !live) {
+            free(ga.free), free(goffs), free(live), free(last), free(al.free);
+            gd_set_error("out of memory");
+            return -1;
+        }
+#define GBYTES(t) align_up((size_t)gd_nelements(t) * sizeof(float))
         for (int k = 0; k < n; k++) {
             gd_tensor *t = g->nodes[k];
-            if (g->req[index_of(g, t)] && t->op != GD_OP_VIEW)
-                grads += align_up((size_t)gd_nelements(t) * sizeof(float));
+            int i = index_of(g, t);
+            if (g->req[i] && t->op != GD_OP_VIEW && (t->flags & GD_FLAG_OUTPUT)) goffs[i] = alloc_block(&ga, GBYTES(t)), live[i] = true;
         }
+        for (int k = n - 1; k >= 0; k--) {
+            gd_tensor *t = g->nodes[k];
+            int i = index_of(g, t);
+            if (t->op == GD_OP_NONE || !g->req[i]) continue;
+            for (int s = 0; s < GD_MAX_SRC; s++) {
+                gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
+                if (o && g->req[index_of(g, o)] && !live[index_of(g, o)])
+                    goffs[index_of(g, o)] = alloc_block(&ga, GBYTES(o)), live[index_of(g, o)] = true;
+            }
+            if (t->op != GD_OP_VIEW && live[i]) free_block(&ga, goffs[i], GBYTES(t));
+        }
+        /* every node is an output or has readers, so this finds none; if it ever did, its own space */
+        for (int k = 0; k < n; k++) {
+            int i = index_of(g, g->nodes[k]);
+            if (g->req[i] && g->nodes[k]->op != GD_OP_VIEW && !live[i]) goffs[i] = ga.top, ga.top += GBYTES(g->nodes[k]);
+        }
+#undef GBYTES
+        grads = ga.top;
+        free(ga.free);
+        free(live);
+    }
+    size_t al_top = al.top; /* the widening scratch starts here */
     free(last);
     free(al.free);
 
@@ -231,20 +314,20 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
     free(g->arena);
     free(g->work);
     g->arena_bytes = act + grads;
-    g->grad_offs = act;
-    g->grad_bytes = grads;
     g->arena = aligned_alloc(ALIGN, g->arena_bytes ? g->arena_bytes : ALIGN);
     g->work_floats = work;
     g->work = work ? aligned_alloc(ALIGN, align_up(work * sizeof(float))) : NULL;
     if (!g->arena || (work && !g->work)) {
+        free(goffs);
         gd_set_error("out of memory planning %zu MiB", (g->arena_bytes + work * 4) >> 20);
         return -1;
     }
-    size_t goff = act;
     for (int k = 0; k < n; k++) {
         gd_tensor *t = g->nodes[k];
         if (t->op == GD_OP_VIEW) {
             t->data = t->src[0]->data;
+        } else if (g->widen[index_of(g, t)]) {
+            t->data = g->arena + al_top + t->offs;
         } else if (t->op != GD_OP_NONE || (t->flags & GD_FLAG_INPUT)) {
             t->data = g->arena + t->offs;
         }
@@ -253,11 +336,11 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
             if (t->op == GD_OP_VIEW) {
                 t->grad = t->src[0]->grad;
             } else {
-                t->grad = (float *)(g->arena + goff);
-                goff += align_up((size_t)gd_nelements(t) * sizeof(float));
+                t->grad = (float *)(g->arena + act + goffs[index_of(g, t)]);
             }
         }
     }
+    free(goffs);
     g->planned = 1;
     g->with_backward = with_backward;
     return 0;
@@ -305,12 +388,36 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
         gd_set_error("output '%s' does not depend on anything that needs a gradient", out->name);
         return -1;
     }
-    memset(g->arena + g->grad_offs, 0, g->grad_bytes);
+    if (!(owner(out)->flags & GD_FLAG_OUTPUT)) {
+        gd_set_error("backward from '%s', which is not an output of the graph", out->name);
+        return -1;
+    }
+    /* Gradient buffers are shared over the sweep (see gd_graph_plan): each is zeroed when it
+     * becomes live, i.e. at the first backward that accumulates into it. */
+    bool *zeroed = g->zeroed;
+    memset(zeroed, 0, sizeof *zeroed * (size_t)g->ctx->n);
+    for (int k = 0; k < g->n; k++) {
+        gd_tensor *t = g->nodes[k];
+        if (t->grad && t->op != GD_OP_VIEW && (t->flags & GD_FLAG_OUTPUT)) {
+            memset(t->grad, 0, sizeof(float) * (size_t)gd_nelements(t));
+            zeroed[index_of(g, t)] = true;
+        }
+    }
     int64_t ne = gd_nelements(out);
     for (int64_t i = 0; i < ne; i++) out->grad[i] = dout ? dout[i] : 1.0f;
     for (int k = g->n - 1; k >= 0; k--) {
         gd_tensor *t = g->nodes[k];
-        if (t->op != GD_OP_NONE && t->grad) run_node(g, t, 1);
+        if (t->op == GD_OP_NONE || !t->grad) continue;
+        for (int s = 0; s < GD_MAX_SRC; s++) {
+            gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
+            if (!o) continue;
+            if (o->grad && !zeroed[index_of(g, o)]) {
+                memset(o->grad, 0, sizeof(float) * (size_t)gd_nelements(o));
+                zeroed[index_of(g, o)] = true;
+            }
+            if (g->widen[index_of(g, o)]) run_node(g, o, 0); /* the scratch holds another op's weights by now */
+        }
+        run_node(g, t, 1);
     }
     if (prof_on > 0) prof_report(1);
     return 0;
