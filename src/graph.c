@@ -388,7 +388,7 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
         gd_set_error("output '%s' does not depend on anything that needs a gradient", out->name);
         return -1;
     }
-    if (!(owner(out)->flags & GD_FLAG_OUTPUT)) {
+    if (!((out->flags | owner(out)->flags) & GD_FLAG_OUTPUT)) { /* an output may be a view (reshape) */
         gd_set_error("backward from '%s', which is not an output of the graph", out->name);
         return -1;
     }

@@ -71,7 +71,7 @@ static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *
     gd_tensor *outs[3] = {n->out, NULL, NULL};
     int nout = 1;
     /* the pooled vector before the classifier's last projection: evaluation features (FID) */
-    for (int i = 0; cls && i < n->ctx->n; i++)
+    for (int i = 0; cls && !train && !input_grad && i < n->ctx->n; i++)
         if (!strcmp(n->ctx->tensors[i].name, "features")) n->features = &n->ctx->tensors[i];
     if (n->features) outs[nout++] = n->features;
     if (input_grad) {
