@@ -398,9 +398,10 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
     memset(zeroed, 0, sizeof *zeroed * (size_t)g->ctx->n);
     for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
-        if (t->grad && t->op != GD_OP_VIEW && (t->flags & GD_FLAG_OUTPUT)) {
-            memset(t->grad, 0, sizeof(float) * (size_t)gd_nelements(t));
-            zeroed[index_of(g, t)] = true;
+        gd_tensor *o = owner(t); /* an output that is a view seeds its owner's gradient */
+        if (o->grad && (t->flags & GD_FLAG_OUTPUT) && !zeroed[index_of(g, o)]) {
+            memset(o->grad, 0, sizeof(float) * (size_t)gd_nelements(o));
+            zeroed[index_of(g, o)] = true;
         }
     }
     int64_t ne = gd_nelements(out);
