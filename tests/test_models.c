@@ -271,6 +271,7 @@ static void test_train_grads(void) {
     train_grad_case("unet_a", 24);
     train_grad_case("unet_b", 24);
     train_grad_case("cls_a", 24);
+    train_grad_case("cls_b", 24); /* adaptive pool: the logits are a reshape view of the last conv */
 }
 
 GD_TEST_TABLE(gd_tests_models) = {
