@@ -157,16 +157,19 @@ typedef struct {
     gd_st_file *file;
 } ref_stats;
 
-static void write_ref(const char *out, const ref_stats *r, const char *evaluator, const char *hash, const char *source) {
+static void write_ref(const char *out, const ref_stats *r, const char *evaluator, const char *hash, const char *source,
+                      double accuracy) {
     gd_st_writer *w = gd_st_writer_new();
-    char err[600], num[32];
+    char err[600], num[32], acc[32];
+    snprintf(acc, sizeof acc, "%.4f", accuracy);
     int64_t d = r->dim, dd[2] = {r->dim, r->dim}, fd[2] = {r->n, r->dim};
     snprintf(num, sizeof num, "%lld", (long long)r->n);
     const char *slash = strrchr(evaluator, '/');
     if (!w || gd_st_writer_add(w, "mu", GD_ST_F64, 1, &d, r->mu) || gd_st_writer_add(w, "sigma", GD_ST_F64, 2, dd, r->sigma) ||
         gd_st_writer_add(w, "features", GD_ST_F32, 2, fd, r->feats) || gd_st_writer_meta(w, "format", "ddpm-eval reference 1") ||
         gd_st_writer_meta(w, "evaluator", slash ? slash + 1 : evaluator) || gd_st_writer_meta(w, "evaluator_fnv1a64", hash) ||
-        gd_st_writer_meta(w, "source", source) || gd_st_writer_meta(w, "count", num))
+        gd_st_writer_meta(w, "source", source) || gd_st_writer_meta(w, "count", num) ||
+        (!isnan(accuracy) && gd_st_writer_meta(w, "accuracy", acc)))
         die("out of memory");
     if (gd_st_writer_save(w, out, err, sizeof err)) die("%s", err);
     gd_st_writer_free(w);
@@ -318,7 +321,7 @@ int main(int argc, char **argv) {
     ref_stats r = {0};
     if (make_ref) {
         r = (ref_stats){.dim = D, .n = n, .mu = mu, .sigma = sigma, .feats = feats};
-        write_ref(make_ref, &r, evaluator, hash, samples);
+        write_ref(make_ref, &r, evaluator, hash, samples, labelled ? (double)correct / labelled : NAN);
         r = (ref_stats){0};
     } else {
         if (!ref_path) ref_path = DEFAULT_REF;

@@ -1,0 +1,198 @@
+#!/bin/sh
+# The ED-DPM guidance experiment on the default Fashion-MNIST models:
+#   {conditional, unconditional (null class)} x {none, classifier (CE), EDS (CE), EDS (ECT), CFG}
+#   x a sweep of scales with DDIM-25 (SWEEP_N samples per cell), then DDIM-25 at each method's
+#   best scale (BEST_N samples) and DDPM-250 at the best scales (DDPM_N samples).
+# "Best" = lowest FID in the sweep. Classes cycle 0..9, so every cell has balanced targets; every cell
+# uses the same seeds. Scores come from ddpm-eval (evaluator features vs the Fashion-MNIST test set).
+# Writes docs/guidance-table.md and docs/images/guidance_{fid,accuracy}.png (gnuplot, if installed).
+# Every cell is cached in $OUT (default runs/guidance); rerunning resumes, and stages can run alone:
+#   scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]   (default all)
+# Sizes: SWEEP_N (default 500), BEST_N (2000), DDPM_N (500), THREADS (all cores).
+set -eu
+cd "$(dirname "$0")/.."
+BIN=${BUILD:-build}
+OUT=${OUT:-runs/guidance}
+SWEEP_N=${SWEEP_N:-500}
+BEST_N=${BEST_N:-2000}
+DDPM_N=${DDPM_N:-500}
+T=${THREADS:-$(nproc)}
+STAGE=${1:-all}
+CE=models/fashion_classifier_ce.safetensors
+ECT=models/fashion_classifier_ect.safetensors
+REF=${REF:-$BIN/fashion_test_ref.safetensors}
+CLS_SCALES=${CLS_SCALES:-"0.5 1 2 4 8"}
+CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5"}
+mkdir -p "$OUT"
+[ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
+
+# method -> ddpm-sample flags (scale appended by the caller)
+flags() { # row method scale
+    case $2 in
+        none) f="--guidance none" ;;
+        cls) f="--guidance classifier --classifier $CE --scale $3" ;;
+        eds_ce) f="--guidance entropy --classifier $CE --scale $3" ;;
+        eds_ect) f="--guidance entropy --classifier $ECT --scale $3" ;;
+        cfg) f="--guidance cfg --cfg-scale $3" ;;
+    esac
+    [ "$1" = uncond ] && f="$f --uncond"
+    echo "$f"
+}
+
+methods() { # row
+    if [ "$1" = cond ]; then echo "none cls eds_ce eds_ect cfg"; else echo "none cls eds_ce eds_ect"; fi
+}
+
+scales() { # method
+    case $1 in none) echo 0 ;; cfg) echo "$CFG_SCALES" ;; *) echo "$CLS_SCALES" ;; esac
+}
+
+# one cell: samples (npz) then scores (json), each skipped when already there
+cell() { # row method scale sampler n
+    name="$1-$2-$3-$4-$5"
+    steps=25
+    [ "$4" = ddpm ] && steps=250
+    if [ ! -f "$OUT/$name.npz" ]; then
+        echo "== sample $name" >&2
+        # shellcheck disable=SC2046
+        "$BIN/ddpm-sample" -q -t "$T" --seed 1000 -n "$5" -b 50 --class 0,1,2,3,4,5,6,7,8,9 --sampler "$4" \
+            --steps $steps $(flags "$1" "$2" "$3") --npz "$OUT/$name.npz" -o "$OUT/$name.png"
+    fi
+    if [ "${SAMPLE_ONLY:-0}" = 0 ] && [ ! -s "$OUT/$name.json" ]; then
+        [ -f "$REF" ] || make ref
+        "$BIN/ddpm-eval" -q -t "$T" --json --ref "$REF" "$OUT/$name.npz" > "$OUT/$name.json.tmp"
+        mv "$OUT/$name.json.tmp" "$OUT/$name.json"
+    fi
+}
+
+field() { # file key -> number
+    sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1"
+}
+
+sweep() {
+    for row in cond uncond; do
+        for m in $(methods $row); do
+            for s in $(scales $m); do cell $row $m $s ddim "$SWEEP_N"; done
+        done
+    done
+}
+
+best_scale() { # row method -> scale with the lowest sweep FID
+    for s in $(scales "$2"); do
+        f="$OUT/$1-$2-$s-ddim-$SWEEP_N.json"
+        [ -s "$f" ] && echo "$(field "$f" fid) $s"
+    done | sort -g | head -1 | cut -d' ' -f2
+}
+
+best() {
+    for row in cond uncond; do
+        for m in $(methods $row); do
+            s=$(best_scale $row $m)
+            cell $row $m "$s" ddim "$BEST_N"
+        done
+    done
+    for row in cond uncond; do
+        for m in $(methods $row); do
+            cell $row $m "$(best_scale $row $m)" ddpm "$DDPM_N"
+        done
+    done
+}
+
+label() {
+    case $1 in none) echo "no guidance" ;; cls) echo "classifier (CE)" ;; eds_ce) echo "EDS (CE classifier)" ;;
+        eds_ect) echo "EDS (ECT classifier)" ;; cfg) echo "classifier-free" ;; esac
+}
+
+row_md() { # json row method scale
+    f=$1
+    if [ -s "$f" ]; then
+        printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f |\n' "$2" "$(label "$3")" "$4" \
+            "$(field "$f" fid)" "$(field "$f" precision)" "$(field "$f" recall)" "$(field "$f" inception_score)" \
+            "$(field "$f" accuracy)" "$(field "$f" count)" | sed 's/| \([0-9]*\)\.000 |$/| \1 |/'
+    fi
+}
+
+report() {
+    md=docs/guidance-table.md
+    mkdir -p docs/images
+    {
+        echo "# Guidance table: Fashion-MNIST default models"
+        echo
+        echo "Made by \`scripts/guidance_table.sh\` ($(date -u +%Y-%m-%d), SWEEP_N=$SWEEP_N, BEST_N=$BEST_N, DDPM_N=$DDPM_N)."
+        echo "Models: models/fashion_diffusion (conditional with a null class: *uncond* rows feed it the null label and"
+        echo "steer with the classifier only), classifiers fashion_classifier_ce / _ect (noise-aware), scores by"
+        echo "\`ddpm-eval\` in the feature space of models/fashion_evaluator against the 10,000 Fashion-MNIST test"
+        echo "images. FID here is in evaluator-feature space: compare rows with each other, not with Inception FIDs."
+        echo "Target classes cycle 0..9; accuracy = evaluator top-1 agrees with the target class. Same seeds in every cell."
+        echo
+        for sampler in ddim ddpm; do
+            n=$BEST_N steps=25
+            [ $sampler = ddpm ] && n=$DDPM_N steps=250
+            echo "## ${sampler} ${steps} steps, best scale per method, $n samples per cell"
+            echo
+            echo "| model | guidance | scale | FID | precision | recall | IS | accuracy | samples |"
+            echo "|---|---|---|---|---|---|---|---|---|"
+            for row in cond uncond; do
+                for m in $(methods $row); do
+                    s=$(best_scale $row $m)
+                    row_md "$OUT/$row-$m-$s-$sampler-$n.json" $row $m "$s"
+                done
+            done
+            echo
+        done
+        echo "## Sweep (DDIM 25 steps, $SWEEP_N samples per cell)"
+        echo
+        echo "| model | guidance | scale | FID | precision | recall | IS | accuracy | samples |"
+        echo "|---|---|---|---|---|---|---|---|---|"
+        for row in cond uncond; do
+            for m in $(methods $row); do
+                for s in $(scales $m); do row_md "$OUT/$row-$m-$s-ddim-$SWEEP_N.json" $row $m "$s"; done
+            done
+        done
+        echo
+        echo "![FID against scale](images/guidance_fid.png)"
+        echo "![accuracy against scale](images/guidance_accuracy.png)"
+    } > "$md.tmp"
+    mv "$md.tmp" "$md"
+    echo "wrote $md" >&2
+    command -v gnuplot >/dev/null || { echo "gnuplot not installed: no plots" >&2; return 0; }
+    for row in cond uncond; do
+        for m in cls eds_ce eds_ect cfg; do
+            [ $row = uncond ] && [ $m = cfg ] && continue
+            for s in $(scales $m); do
+                f="$OUT/$row-$m-$s-ddim-$SWEEP_N.json"
+                [ -s "$f" ] && echo "$s $(field "$f" fid) $(field "$f" accuracy)"
+            done > "$OUT/plot-$row-$m.dat"
+        done
+    done
+    for what in fid accuracy; do
+        col=2
+        [ $what = accuracy ] && col=3
+        gnuplot <<EOF
+set terminal pngcairo size 900,420 font ",10"
+set output "docs/images/guidance_$what.png"
+set multiplot layout 1,2
+set logscale x
+set xlabel "guidance scale (classifier scale s, or CFG weight w)"
+set ylabel "$what"
+set key top left
+set title "conditional model (DDIM 25, $SWEEP_N samples)"
+plot "$OUT/plot-cond-cls.dat" u 1:$col w lp t "classifier (CE)", "$OUT/plot-cond-eds_ce.dat" u 1:$col w lp t "EDS (CE)", \
+     "$OUT/plot-cond-eds_ect.dat" u 1:$col w lp t "EDS (ECT)", "$OUT/plot-cond-cfg.dat" u 1:$col w lp t "classifier-free"
+set title "unconditional (null class)"
+plot "$OUT/plot-uncond-cls.dat" u 1:$col w lp t "classifier (CE)", "$OUT/plot-uncond-eds_ce.dat" u 1:$col w lp t "EDS (CE)", \
+     "$OUT/plot-uncond-eds_ect.dat" u 1:$col w lp t "EDS (ECT)"
+unset multiplot
+EOF
+    done
+    echo "wrote docs/images/guidance_fid.png, guidance_accuracy.png" >&2
+}
+
+case $STAGE in
+    sample-sweep) SAMPLE_ONLY=1 sweep ;;
+    eval-sweep) sweep ;;
+    best) best ;;
+    report) report ;;
+    all) sweep && best && report ;;
+    *) echo "usage: scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]" >&2; exit 2 ;;
+esac
