@@ -434,6 +434,19 @@ static int load_image(const char *path, int channels, int size, uint8_t *out, ch
     return 0;
 }
 
+/* Appends path (owned from here on, freed on failure) and its label. */
+static int push_labelled(strvec *files, char *path, int32_t **labels, size_t *n, size_t *cap, int32_t label) {
+    if (!path || strvec_push(files, path) != 0) return -1;
+    if (*n == *cap) {
+        size_t nc = *cap ? 2 * *cap : 64;
+        int32_t *nl = realloc(*labels, nc * sizeof *nl);
+        if (!nl) return -1;
+        *labels = nl, *cap = nc;
+    }
+    (*labels)[(*n)++] = label;
+    return 0;
+}
+
 int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *d, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     if (channels != 1 && channels != 3) {
@@ -469,19 +482,11 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
     for (size_t k = 0; flat && k < classes.n; k++) {
         char *p = path_join(dir, classes.v[k]), *c = strstr(classes.v[k], "class");
         struct stat st;
-        int bad = !p || strvec_push(&files, p) != 0;
-        if (!bad && nlabels == labels_cap) {
-            size_t nc = labels_cap ? 2 * labels_cap : 64;
-            int32_t *nl = realloc(labels, nc * sizeof *nl);
-            bad = !nl;
-            if (nl) labels = nl, labels_cap = nc;
-        }
-        if (bad) {
+        long v = c && c[5] >= '0' && c[5] <= '9' ? strtol(c + 5, NULL, 10) : -1;
+        if (push_labelled(&files, p, &labels, &nlabels, &labels_cap, v >= 0 && v < INT32_MAX ? (int32_t)v : -1)) {
             gd_errf(err, errlen, "%s: out of memory", dir);
             goto done;
         }
-        long v = c && c[5] >= '0' && c[5] <= '9' ? strtol(c + 5, NULL, 10) : -1;
-        labels[nlabels++] = v >= 0 && v < INT32_MAX ? (int32_t)v : -1;
         if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
             gd_errf(err, errlen, "%s: mixes image files and subfolders (expected only images, or <class>/<images>)", dir);
             goto done;
@@ -516,24 +521,12 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         }
         for (size_t i = 0; i < names.n; i++) {
             char *p = path_join(cdir, names.v[i]);
-            int bad = !p || strvec_push(&files, p) != 0;
-            if (!bad && nlabels == labels_cap) {
-                size_t nc = labels_cap ? 2 * labels_cap : 64;
-                int32_t *nl = realloc(labels, nc * sizeof *nl);
-                if (nl) {
-                    labels = nl;
-                    labels_cap = nc;
-                } else {
-                    bad = 1;
-                }
-            }
-            if (bad) {
+            if (push_labelled(&files, p, &labels, &nlabels, &labels_cap, (int32_t)k)) {
                 gd_errf(err, errlen, "%s: out of memory", cdir);
                 strvec_free(&names);
                 free(cdir);
                 goto done;
             }
-            labels[nlabels++] = (int32_t)k;
             if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
                 if (errno = 0, stat(p, &st) != 0)
                     gd_errf(err, errlen, "%s: cannot stat: %s", p, strerror(errno));
@@ -585,30 +578,18 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         free(images);
         goto done;
     }
-    if (flat) {
-        int32_t mx = -1;
-        for (size_t i = 0; i < n; i++) mx = labels[i] > mx ? labels[i] : mx;
-        d->num_classes = mx + 1;
-        d->images = images;
-        d->labels = labels;
-        labels = NULL;
-        d->n = (int)n;
-        d->h = d->w = size;
-        d->c = channels;
-        rc = 0;
-        goto done;
-    }
-    d->class_names = calloc(classes.n, sizeof *d->class_names);
-    if (!d->class_names) {
+    d->class_names = flat ? NULL : calloc(classes.n, sizeof *d->class_names);
+    if (!flat && !d->class_names) {
         gd_errf(err, errlen, "%s: out of memory", dir);
         free(images);
         goto done;
     }
-    for (size_t k = 0; k < classes.n; k++) { /* hand the names over */
+    for (size_t k = 0; !flat && k < classes.n; k++) { /* hand the names over */
         d->class_names[k] = classes.v[k];
         classes.v[k] = NULL;
     }
-    d->num_classes = (int)classes.n;
+    d->num_classes = flat ? 0 : (int)classes.n;
+    for (size_t i = 0; flat && i < n; i++) d->num_classes = labels[i] + 1 > d->num_classes ? labels[i] + 1 : d->num_classes;
     d->images = images;
     d->labels = labels;
     labels = NULL;
