@@ -8,7 +8,9 @@
 # Writes docs/guidance-table.md and docs/images/guidance_{fid,accuracy}.png (gnuplot, if installed).
 # Every cell is cached in $OUT (default runs/guidance); rerunning resumes, and stages can run alone:
 #   scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]   (default all)
-# Sizes: SWEEP_N (default 500), BEST_N (2000), DDPM_N (500), THREADS (all cores).
+# (sample-sweep only samples; eval-sweep only scores the cells already sampled)
+# Sizes: SWEEP_N (default 500), BEST_N (2000), DDPM_N (500), THREADS (all cores); CLS_SCALES,
+# CFG_SCALES (the sweeps), EVALUATOR and REF (ddpm-eval's), OUT.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}
@@ -21,6 +23,7 @@ STAGE=${1:-all}
 CE=models/fashion_classifier_ce.safetensors
 ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
+EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 CLS_SCALES=${CLS_SCALES:-"0.5 1 2 4 8"}
 CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5"}
 mkdir -p "$OUT"
@@ -52,6 +55,7 @@ cell() { # row method scale sampler n
     name="$1-$2-$3-$4-$5"
     steps=25
     [ "$4" = ddpm ] && steps=250
+    [ "${EVAL_ONLY:-0}" = 1 ] && [ ! -f "$OUT/$name.npz" ] && return 0
     if [ ! -f "$OUT/$name.npz" ]; then
         echo "== sample $name" >&2
         # shellcheck disable=SC2046
@@ -60,13 +64,13 @@ cell() { # row method scale sampler n
     fi
     if [ "${SAMPLE_ONLY:-0}" = 0 ] && [ ! -s "$OUT/$name.json" ]; then
         [ -f "$REF" ] || make ref
-        "$BIN/ddpm-eval" -q -t "$T" --json --ref "$REF" "$OUT/$name.npz" > "$OUT/$name.json.tmp"
+        "$BIN/ddpm-eval" -q -t "$T" --json --evaluator "$EVALUATOR" --ref "$REF" "$OUT/$name.npz" > "$OUT/$name.json.tmp"
         mv "$OUT/$name.json.tmp" "$OUT/$name.json"
     fi
 }
 
-field() { # file key -> number
-    sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1"
+field() { # file key -> number (the first, top-level occurrence; per_class repeats some keys)
+    grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | cut -d' ' -f2
 }
 
 sweep() {
@@ -106,15 +110,16 @@ label() {
 row_md() { # json row method scale
     f=$1
     if [ -s "$f" ]; then
-        printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.2f | %.3f |\n' "$2" "$(label "$3")" "$4" \
+        printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n' "$2" "$(label "$3")" "$4" \
             "$(field "$f" fid)" "$(field "$f" precision)" "$(field "$f" recall)" "$(field "$f" inception_score)" \
-            "$(field "$f" accuracy)" "$(field "$f" count)" | sed 's/| \([0-9]*\)\.000 |$/| \1 |/'
+            "$(field "$f" accuracy)" "$(field "$f" count)"
     fi
 }
 
 report() {
-    md=docs/guidance-table.md
-    mkdir -p docs/images
+    md=${DOCS:-docs}/guidance-table.md
+    img=${DOCS:-docs}/images
+    mkdir -p "$img"
     {
         echo "# Guidance table: Fashion-MNIST default models"
         echo
@@ -170,9 +175,10 @@ report() {
         [ $what = accuracy ] && col=3
         gnuplot <<EOF
 set terminal pngcairo size 900,420 font ",10"
-set output "docs/images/guidance_$what.png"
+set output "$img/guidance_$what.png"
 set multiplot layout 1,2
 set logscale x
+set xrange [0.8:10]
 set xlabel "guidance scale (classifier scale s, or CFG weight w)"
 set ylabel "$what"
 set key top left
@@ -185,12 +191,12 @@ plot "$OUT/plot-uncond-cls.dat" u 1:$col w lp t "classifier (CE)", "$OUT/plot-un
 unset multiplot
 EOF
     done
-    echo "wrote docs/images/guidance_fid.png, guidance_accuracy.png" >&2
+    echo "wrote $img/guidance_fid.png, guidance_accuracy.png" >&2
 }
 
 case $STAGE in
     sample-sweep) SAMPLE_ONLY=1 sweep ;;
-    eval-sweep) sweep ;;
+    eval-sweep) EVAL_ONLY=1 sweep ;;
     best) best ;;
     report) report ;;
     all) sweep && best && report ;;
