@@ -280,10 +280,10 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
             return -1;
         }
 #define GBYTES(t) align_up((size_t)gd_nelements(t) * sizeof(float))
-        for (int k = 0; k < n; k++) {
-            gd_tensor *t = g->nodes[k];
-            int i = index_of(g, t);
-            if (g->req[i] && t->op != GD_OP_VIEW && (t->flags & GD_FLAG_OUTPUT)) goffs[i] = alloc_block(&ga, GBYTES(t)), live[i] = true;
+        for (int k = 0; k < n; k++) { /* an output that is a view is seeded through its owner */
+            gd_tensor *o = owner(g->nodes[k]);
+            int i = index_of(g, o);
+            if (g->req[i] && (g->nodes[k]->flags & GD_FLAG_OUTPUT) && !live[i]) goffs[i] = alloc_block(&ga, GBYTES(o)), live[i] = true;
         }
         for (int k = n - 1; k >= 0; k--) {
             gd_tensor *t = g->nodes[k];
