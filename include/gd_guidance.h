@@ -12,10 +12,13 @@ typedef struct {
     const int32_t *y;     /* [N] labels, NULL for unconditional models */
     float cfg_scale;      /* 1 = plain conditional */
     int null_label;
+    float *low_res;       /* superres: [N, C, small, small] in [-1, 1], filled by the caller */
+    int low_per;          /* its elements per sample */
 } gd_net_denoiser;
 
 /* cfg_scale != 1 needs a model with null_class; eps = eps(null) + s * (eps(y) - eps(null)) on the
- * epsilon channels, the learned-variance channels from the conditional pass. */
+ * epsilon channels, the learned-variance channels from the conditional pass. A super-resolution
+ * model (kind GD_NET_SUPERRES) gets d->low_res, which the caller fills before sampling. */
 int gd_net_denoiser_init(gd_net_denoiser *d, gd_model *unet, int N, const int32_t *y, float cfg_scale, char *err,
                          size_t errlen);
 void gd_net_denoiser_free(gd_net_denoiser *d);

@@ -40,6 +40,11 @@ int gd_config_out_channels(const gd_config *cfg);   /* U-Net output channels */
 int gd_config_class_name(const gd_config *cfg, int k, char *buf, size_t n);
 /* Class id for a name (case-insensitive; ' ', '_', '-' and '/' are interchangeable), or -1. */
 int gd_config_class_id(const gd_config *cfg, const char *name);
+/* Every class name at once (one parse of the config): returns their count, 0 when the config has
+ * none, -1 out of memory; *names is one allocation (free it), NULL-terminated. */
+int gd_config_class_names(const gd_config *cfg, char ***names);
+/* The comparison gd_config_class_id uses. */
+int gd_class_name_equal(const char *a, const char *b);
 
 typedef struct gd_model gd_model;
 

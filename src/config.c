@@ -228,6 +228,39 @@ void gd_config_free(gd_config *cfg) {
 
 int gd_config_out_channels(const gd_config *cfg) { return cfg->in_channels * (cfg->learn_sigma ? 2 : 1); }
 
+int gd_config_class_names(const gd_config *cfg, char ***names) {
+    *names = NULL;
+    cJSON *o = cfg->json ? cJSON_Parse(cfg->json) : NULL;
+    const cJSON *list = o ? cJSON_GetObjectItemCaseSensitive(o, "class_names") : NULL;
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : 0;
+    size_t bytes = sizeof(char *) * (size_t)(n + 1);
+    for (int k = 0; k < n; k++) {
+        const cJSON *v = cJSON_GetArrayItem(list, k);
+        if (!cJSON_IsString(v)) { n = k; break; } /* names up to the first non-string */
+        bytes += strlen(v->valuestring) + 1;
+    }
+    if (n == 0) {
+        cJSON_Delete(o);
+        return 0;
+    }
+    /* one block: the pointer array, then the strings */
+    char **out = malloc(bytes);
+    if (!out) {
+        cJSON_Delete(o);
+        return -1;
+    }
+    char *p = (char *)(out + n + 1);
+    for (int k = 0; k < n; k++) {
+        const char *v = cJSON_GetArrayItem(list, k)->valuestring;
+        out[k] = p;
+        p = stpcpy(p, v) + 1;
+    }
+    out[n] = NULL;
+    cJSON_Delete(o);
+    *names = out;
+    return n;
+}
+
 int gd_config_class_name(const gd_config *cfg, int k, char *buf, size_t n) {
     cJSON *o = cfg->json ? cJSON_Parse(cfg->json) : NULL;
     const cJSON *names = o ? cJSON_GetObjectItemCaseSensitive(o, "class_names") : NULL;
@@ -238,7 +271,7 @@ int gd_config_class_name(const gd_config *cfg, int k, char *buf, size_t n) {
     return rc;
 }
 
-static int same_name(const char *a, const char *b) {
+int gd_class_name_equal(const char *a, const char *b) {
     for (;; a++, b++) {
         char x = *a, y = *b;
         if (x == '_' || x == '-' || x == '/') x = ' ';
@@ -251,8 +284,10 @@ static int same_name(const char *a, const char *b) {
 }
 
 int gd_config_class_id(const gd_config *cfg, const char *name) {
-    char buf[256];
-    for (int k = 0; k < cfg->num_classes; k++)
-        if (!gd_config_class_name(cfg, k, buf, sizeof buf) && same_name(buf, name)) return k;
-    return -1;
+    char **names;
+    int n = gd_config_class_names(cfg, &names), id = -1;
+    for (int k = 0; k < n && k < cfg->num_classes && id < 0; k++)
+        if (gd_class_name_equal(names[k], name)) id = k;
+    free(names);
+    return id;
 }

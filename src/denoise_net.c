@@ -1,8 +1,10 @@
 /* The ADM U-Net as the sampler's denoiser, with classifier-free guidance as one batched pass over
- * [conditional | null-label] copies of x. */
+ * [conditional | null-label] copies of x; for a super-resolution U-Net every pass also sees the
+ * caller's low-resolution images. */
 #include "gd_guidance.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int eval(gd_denoiser *base, const float *x, int k, int t, float *out) {
@@ -12,8 +14,10 @@ static int eval(gd_denoiser *base, const float *x, int k, int t, float *out) {
     int copies = cfg ? 2 : 1;
     float *xi = gd_net_x(d->net);
     int32_t *yi = gd_net_y(d->net);
+    float *lr = gd_net_low_res(d->net);
     for (int c = 0; c < copies; c++) {
         memcpy(xi + (int64_t)c * N * per, x, sizeof(float) * (size_t)N * per);
+        if (lr) memcpy(lr + (int64_t)c * N * d->low_per, d->low_res, sizeof(float) * (size_t)N * d->low_per);
         for (int n = 0; n < N; n++) {
             gd_net_t(d->net)[c * N + n] = (float)t;
             if (yi) yi[c * N + n] = c ? d->null_label : d->y[n];
@@ -40,8 +44,8 @@ int gd_net_denoiser_init(gd_net_denoiser *d, gd_model *unet, int N, const int32_
                          size_t errlen) {
     memset(d, 0, sizeof *d);
     const gd_config *cfg = gd_model_config(unet);
-    if (cfg->kind != GD_NET_UNET) {
-        snprintf(err, errlen, "the diffusion model must be a U-Net (model \"unet\")");
+    if (cfg->kind == GD_NET_CLASSIFIER) {
+        snprintf(err, errlen, "the diffusion model must be a U-Net (model \"unet\" or \"superres\")");
         return -1;
     }
     if (cfg_scale != 1.0f && !cfg->null_class) {
@@ -63,10 +67,20 @@ int gd_net_denoiser_init(gd_net_denoiser *d, gd_model *unet, int N, const int32_
     d->y = cfg->class_cond ? y : NULL;
     d->cfg_scale = cfg_scale;
     d->null_label = cfg->num_classes;
+    if (cfg->kind == GD_NET_SUPERRES) {
+        d->low_per = cfg->in_channels * cfg->small_size * cfg->small_size;
+        d->low_res = calloc((size_t)N * d->low_per, sizeof(float));
+        if (!d->low_res) {
+            gd_net_denoiser_free(d);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
     return 0;
 }
 
 void gd_net_denoiser_free(gd_net_denoiser *d) {
     gd_net_free(d->net);
+    free(d->low_res);
     memset(d, 0, sizeof *d);
 }
