@@ -3,6 +3,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __F16C__
+#include <immintrin.h>
+#endif
 
 #define PAR_MIN 32768 /* below this many elements, threads cost more than they save */
 
@@ -39,18 +42,30 @@ gd_tensor *gd_convert_f32(gd_ctx *ctx, gd_tensor *x) {
     return t;
 }
 
+/* Half-precision weights are widened every time their op runs (a released 256x256 model: 0.6G
+ * values per sampling step), so this runs at memory speed: F16C's exact conversion 8 at a time,
+ * and bf16 as a shift the compiler vectorises. */
 void gd_fwd_convert(gd_tensor *t, float *work) {
     (void)work;
     const uint16_t *s = t->src[0]->data;
     float *d = F32(t);
     int64_t n = gd_nelements(t);
     if (t->src[0]->dtype == GD_BF16) {
-#pragma omp parallel for if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] = gd_bf16_to_f32(s[i]);
-    } else {
-#pragma omp parallel for if (n > PAR_MIN)
-        for (int64_t i = 0; i < n; i++) d[i] = gd_f16_to_f32(s[i]);
+        uint32_t *du = (uint32_t *)d;
+#pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) du[i] = (uint32_t)s[i] << 16;
+        return;
     }
+#ifdef __F16C__
+    int64_t nv = n / 8 * 8;
+#pragma omp parallel for if (nv > PAR_MIN)
+    for (int64_t i = 0; i < nv; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (int64_t i = nv; i < n; i++) d[i] = gd_f16_to_f32(s[i]);
+#else
+#pragma omp parallel for if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) d[i] = gd_f16_to_f32(s[i]);
+#endif
 }
 
 /* Half-precision leaves are storage, not trainable state: their gradient stops here. */
