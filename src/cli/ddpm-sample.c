@@ -394,6 +394,7 @@ static const char *pstr(const cJSON *o, const char *key, const char *path) {
 
 static void load_preset(const char *arg, preset *p) {
     memset(p, 0, sizeof *p);
+    if (!arg || !*arg) die("--preset needs a name (see --list-presets)");
     size_t l = strlen(arg);
     if (strchr(arg, '/') || (l > 5 && !strcmp(arg + l - 5, ".json"))) {
         snprintf(p->path, sizeof p->path, "%s", arg);
@@ -833,7 +834,6 @@ int main(int argc, char **argv) {
         clock_gettime(CLOCK_REALTIME, &ts);
         o.seed = ((unsigned long long)ts.tv_sec * 1000003ull ^ (unsigned long long)ts.tv_nsec) % 1000000000ull;
     }
-    int64_t *labels = calloc((size_t)((N + B - 1) / B * B), sizeof(int64_t)); /* room for a full last batch */
     int list[MAX_LABELS], nlist = 0, random_class = !o.classes || !strcmp(o.classes, "random");
     if (!random_class) {
         char buf[16384];
@@ -847,6 +847,17 @@ int main(int argc, char **argv) {
     }
     if (!mc && random_class && uc->class_cond && !base_labels)
         die("the upsampler is class-conditional and %s has no labels (arr_1); pass --class", o.base_npz);
+    for (int i = 0; !mc && random_class && base_labels && i < base_n; i++)
+        if (base_labels[i] < 0 || base_labels[i] >= K)
+            die("--base-npz: label %lld of image %d is not in [0, %d)", (long long)base_labels[i], i, K);
+
+    /* ---- schedules ---- */
+    char resp[64] = "", up_resp[64] = "";
+    gd_diffusion *diff = NULL, *up_diff = NULL;
+    if (mc) diff = make_diffusion(mc, o.respacing, o.steps ? o.steps : o.ddim ? 25 : 250, o.ddim, resp, sizeof resp);
+    if (up) up_diff = make_diffusion(uc, o.up_respacing, o.up_steps ? o.up_steps : 250, 0, up_resp, sizeof up_resp);
+
+    int64_t *labels = calloc((size_t)((N + B - 1) / B * B), sizeof(int64_t)); /* room for a full last batch */
     if (!labels) die("out of memory for %d samples", N);
     for (int i = 0; i < (N + B - 1) / B * B; i++) {
         unsigned long long gi = (unsigned long long)(o.first + i); /* the sample's global index */
@@ -854,19 +865,12 @@ int main(int argc, char **argv) {
             labels[i] = list[gi % (unsigned long long)nlist];
         } else if (!mc) { /* upsampling given images: their labels */
             labels[i] = base_labels ? base_labels[i % base_n] : 0;
-            if (labels[i] < 0 || labels[i] >= K) die("--base-npz: label %lld of image %d is not in [0, %d)", (long long)labels[i], i % base_n, K);
         } else if (!o.rng_torch) { /* per sample, from its own seed, so it can be regenerated alone */
             gd_rng r;
             gd_rng_seed(&r, (o.seed + gi) ^ 0x6c6162656cull);
             gd_rng_randint(&r, K, &labels[i], 1);
         }
     }
-
-    /* ---- schedules ---- */
-    char resp[64] = "", up_resp[64] = "";
-    gd_diffusion *diff = NULL, *up_diff = NULL;
-    if (mc) diff = make_diffusion(mc, o.respacing, o.steps ? o.steps : o.ddim ? 25 : 250, o.ddim, resp, sizeof resp);
-    if (up) up_diff = make_diffusion(uc, o.up_respacing, o.up_steps ? o.up_steps : 250, 0, up_resp, sizeof up_resp);
 
     /* ---- sampling ---- */
     const gd_config *oc = up ? uc : mc; /* the images written */
