@@ -271,7 +271,9 @@ def load_state_dict(path):
         except TypeError:  # torch < 1.13
             obj = torch.load(path, map_location="cpu")
     except Exception as e:  # torch raises many types for a bad file
-        raise ConvertError("%s: not a PyTorch checkpoint (%s)" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+        why = " ".join(str(e).split()) or type(e).__name__
+        why = why.rsplit("error: ", 1)[-1]  # weights_only's message ends with the unpickler's reason
+        raise ConvertError("%s: not a PyTorch checkpoint of tensors (%s)" % (path, why))
     # wrappers some training scripts add around the state dict
     for key in ("state_dict", "model", "ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict) and len(obj) <= 4:
