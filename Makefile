@@ -15,7 +15,7 @@ LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
-.PHONY: all test check-fixtures bench fuzz asan clean
+.PHONY: all ref test check-fixtures bench fuzz asan clean
 all: $(BUILD)/libgd.a $(TOOLS:%=$(BUILD)/%)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
@@ -33,7 +33,13 @@ $(BUILD)/%: src/cli/%.c $(BUILD)/libgd.a
 $(BUILD)/gd-tests: $(TEST_SRC) tests/test.h tests/cli_util.h $(BUILD)/libgd.a
 	$(CC) $(CFLAGS) $(TEST_SRC) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
 
-test: all $(BUILD)/gd-tests
+# Evaluator statistics of the Fashion-MNIST test set (ddpm-eval's default --ref); needs Debian's
+# dataset-fashion-mnist.
+ref: $(BUILD)/fashion_test_ref.safetensors
+$(BUILD)/fashion_test_ref.safetensors: models/fashion_evaluator.safetensors | $(BUILD)/ddpm-eval
+	./$(BUILD)/ddpm-eval -q --make-ref $@ fashion-mnist:test
+
+test: all ref $(BUILD)/gd-tests
 	./$(BUILD)/gd-tests
 
 # Regenerates every PyTorch fixture in a temporary folder and compares it with tests/fixtures.

@@ -289,6 +289,12 @@ int main(int argc, char **argv) {
     const int D = gd_evaluator_dim(ev), K = gd_evaluator_classes(ev);
     progress pr = {quiet || json, isatty(2), 0, "samples"};
 
+    /* the reference first: a wrong or mismatched file fails before minutes of feature work */
+    ref_stats r = {0};
+    if (!make_ref) {
+        if (!ref_path) ref_path = DEFAULT_REF;
+        read_ref(ref_path, hash, ev, cfg->in_channels, cfg->image_size, &pr, &r);
+    }
     gd_dataset d;
     load_images(samples, labels_path, cfg->in_channels, cfg->image_size, &d);
     int64_t n = limit > 0 && limit < d.n ? limit : d.n;
@@ -318,14 +324,11 @@ int main(int argc, char **argv) {
     double is = gd_inception_score(logits, n, K, split);
 
     double fid = NAN, prec = NAN, rec = NAN;
-    ref_stats r = {0};
     if (make_ref) {
         r = (ref_stats){.dim = D, .n = n, .mu = mu, .sigma = sigma, .feats = feats};
         write_ref(make_ref, &r, evaluator, hash, samples, labelled ? (double)correct / labelled : NAN);
         r = (ref_stats){0};
     } else {
-        if (!ref_path) ref_path = DEFAULT_REF;
-        read_ref(ref_path, hash, ev, cfg->in_channels, cfg->image_size, &pr, &r);
         if (gd_frechet_distance(D, mu, sigma, r.mu, r.sigma, &fid, err, sizeof err)) die("FID: %s", err);
         if (!no_pr && r.feats && n > 3) {
             double *rs = malloc(sizeof(double) * (size_t)n), *rr = malloc(sizeof(double) * (size_t)r.n);
