@@ -73,8 +73,12 @@ field() { # file key -> number (the first, top-level occurrence; per_class repea
     grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | cut -d' ' -f2
 }
 
+# UNCOND_SWEEP=0 skips the unconditional sweep: those rows then run at the conditional row's best
+# scales (a cheaper table when time is short).
 sweep() {
-    for row in cond uncond; do
+    rows="cond uncond"
+    [ "${UNCOND_SWEEP:-1}" = 0 ] && rows=cond
+    for row in $rows; do
         for m in $(methods $row); do
             for s in $(scales $m); do cell $row $m $s ddim "$SWEEP_N"; done
         done
@@ -82,8 +86,10 @@ sweep() {
 }
 
 best_scale() { # row method -> scale with the lowest sweep FID
+    r=$1
+    [ "${UNCOND_SWEEP:-1}" = 0 ] && r=cond
     for s in $(scales "$2"); do
-        f="$OUT/$1-$2-$s-ddim-$SWEEP_N.json"
+        f="$OUT/$r-$2-$s-ddim-$SWEEP_N.json"
         [ -s "$f" ] && echo "$(field "$f" fid) $s"
     done | sort -g | head -1 | cut -d' ' -f2
 }
@@ -95,6 +101,7 @@ best() {
             cell $row $m "$s" ddim "$BEST_N"
         done
     done
+    [ "$DDPM_N" -gt 0 ] || return 0
     for row in cond uncond; do
         for m in $(methods $row); do
             cell $row $m "$(best_scale $row $m)" ddpm "$DDPM_N"
@@ -131,6 +138,7 @@ report() {
         echo "Target classes cycle 0..9; accuracy = evaluator top-1 agrees with the target class. Same seeds in every cell."
         echo
         for sampler in ddim ddpm; do
+            [ $sampler = ddpm ] && [ "$DDPM_N" -eq 0 ] && continue
             n=$BEST_N steps=25
             [ $sampler = ddpm ] && n=$DDPM_N steps=250
             echo "## ${sampler} ${steps} steps, best scale per method, $n samples per cell"
