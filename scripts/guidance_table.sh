@@ -137,6 +137,13 @@ report() {
         echo "images. FID here is in evaluator-feature space: compare rows with each other, not with Inception FIDs."
         echo "Target classes cycle 0..9; accuracy = evaluator top-1 agrees with the target class. Same seeds in every cell."
         echo
+        if [ "$BEST_N" -lt 2000 ] || [ "$DDPM_N" -eq 0 ] || [ "${UNCOND_SWEEP:-1}" = 0 ]; then
+            echo "**Reduced run.** The full protocol is the script's defaults (SWEEP_N=500, BEST_N=2000, DDPM_N=500, an"
+            echo "unconditional sweep of its own); this file was made with smaller sizes$([ "${UNCOND_SWEEP:-1}" = 0 ] && echo ", the unconditional rows at the conditional"
+            [ "${UNCOND_SWEEP:-1}" = 0 ] && echo "row's best scales")$([ "$DDPM_N" -eq 0 ] && echo " and no DDPM-250 stage"). FID from $BEST_N samples in 128-d features is biased"
+            echo "upwards and noisy (its spread between seeds was not measured): read small differences as ties."
+            echo
+        fi
         for sampler in ddim ddpm; do
             [ $sampler = ddpm ] && [ "$DDPM_N" -eq 0 ] && continue
             n=$BEST_N steps=25
