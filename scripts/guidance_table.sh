@@ -24,7 +24,7 @@ CE=models/fashion_classifier_ce.safetensors
 ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
-CLS_SCALES=${CLS_SCALES:-"0.5 1 2 4 8"}
+CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16"}
 CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5"}
 mkdir -p "$OUT"
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
@@ -50,17 +50,42 @@ scales() { # method
     case $1 in none) echo 0 ;; cfg) echo "$CFG_SCALES" ;; *) echo "$CLS_SCALES" ;; esac
 }
 
-# one cell: samples (npz) then scores (json), each skipped when already there
+# one cell: samples (npz) then scores (json), each skipped when already there.
+# Sample i always uses seed 1000+i and class i mod 10, so a cell of N samples extends the largest
+# cached cell of the same settings (a prefix: bit-identical to sampling all N at once) in parts of
+# at most PART samples, each cached in $OUT/parts: a run can stop anywhere and resume.
+PART=${PART:-500}
 cell() { # row method scale sampler n
     name="$1-$2-$3-$4-$5"
     steps=25
     [ "$4" = ddpm ] && steps=250
     [ "${EVAL_ONLY:-0}" = 1 ] && [ ! -f "$OUT/$name.npz" ] && return 0
     if [ ! -f "$OUT/$name.npz" ]; then
-        echo "== sample $name" >&2
-        # shellcheck disable=SC2046
-        "$BIN/ddpm-sample" -q -t "$T" --seed 1000 -n "$5" -b 50 --class 0,1,2,3,4,5,6,7,8,9 --sampler "$4" \
-            --steps $steps $(flags "$1" "$2" "$3") --npz "$OUT/$name.npz" -o "$OUT/$name.png"
+        have=0 inputs=""
+        for f in "$OUT/$1-$2-$3-$4-"*.npz; do
+            [ -f "$f" ] || continue
+            k=${f##*-}; k=${k%.npz}
+            [ "$k" -lt "$5" ] && [ "$k" -gt "$have" ] && have=$k inputs=$f
+        done
+        first=$have
+        mkdir -p "$OUT/parts"
+        while [ "$first" -lt "$5" ]; do
+            count=$(( $5 - first ))
+            [ "$count" -gt "$PART" ] && count=$PART
+            part="$OUT/parts/$1-$2-$3-$4-$first+$count.npz"
+            if [ ! -f "$part" ]; then
+                echo "== sample $name: [$first, $((first + count)))" >&2
+                # shellcheck disable=SC2046
+                "$BIN/ddpm-sample" -q -t "$T" --seed 1000 --first-index "$first" -n "$count" -b 50 \
+                    --class 0,1,2,3,4,5,6,7,8,9 --sampler "$4" --steps $steps $(flags "$1" "$2" "$3") \
+                    --npz "$part.tmp.npz" -o "${part%.npz}.png"
+                mv "$part.tmp.npz" "$part"
+            fi
+            inputs="$inputs $part"
+            first=$((first + count))
+        done
+        # shellcheck disable=SC2086
+        "$BIN/ddpm-npz" merge -o "$OUT/$name.npz" $inputs >/dev/null
     fi
     if [ "${SAMPLE_ONLY:-0}" = 0 ] && [ ! -s "$OUT/$name.json" ]; then
         [ -f "$REF" ] || make ref
@@ -193,7 +218,7 @@ set terminal pngcairo size 900,420 font ",10"
 set output "$img/guidance_$what.png"
 set multiplot layout 1,2
 set logscale x
-set xrange [0.8:10]
+set xrange [0.8:20]
 set xlabel "guidance scale (classifier scale s, or CFG weight w)"
 set ylabel "$what"
 set key top left
