@@ -258,6 +258,37 @@ static void test_sample_batch(void) {
     cli_rmtree(d);
 }
 
+/* ddpm-npz slice [I, I+N) of a run = the same run started at --first-index I (guidance_table.sh
+ * extends cells by such prefixes and scores disjoint slices); out of range: exit 2, no file. */
+static void test_npz_slice(void) {
+    if (!cli_tool_available(TOOL) || !cli_tool_available("ddpm-npz")) return;
+    char d[512], cmd[8192], a[700], b[700];
+    cli_mkdtemp(d, sizeof d);
+    const char *m = UNET_A " --steps 4 -q --seed 9";
+    char sample[600], npz[600];
+    snprintf(sample, sizeof sample, "%s", cli_tool(TOOL)); /* cli_tool returns one static buffer */
+    snprintf(npz, sizeof npz, "%s", cli_tool("ddpm-npz"));
+    snprintf(cmd, sizeof cmd, "%s %s -n 5 -o %s/all.png --npz %s/all.npz && %s %s -n 3 --first-index 2 -o %s/tail.png "
+             "--npz %s/tail.npz && %s slice -o %s/cut.npz --first 2 --count 3 %s/all.npz >/dev/null",
+             sample, m, d, d, sample, m, d, d, npz, d, d);
+    CHECK(sh(cmd), "runs and slice");
+    snprintf(a, sizeof a, "%s/tail.npz", d);
+    snprintf(b, sizeof b, "%s/cut.npz", d);
+    char *x = cli_slurp(a), *y = cli_slurp(b);
+    int same = x && y && cli_file_size(a) == cli_file_size(b) && !memcmp(x, y, cli_file_size(a));
+    free(x);
+    free(y);
+    snprintf(cmd, sizeof cmd, "slice -o %s/bad.npz --first 3 --count 3 %s/all.npz", d, d);
+    cli_result r = cli_run("ddpm-npz", d, cmd);
+    snprintf(b, sizeof b, "%s/bad.npz", d);
+    printf("    slice [2,5) vs --first-index 2 -n 3: %s; [3,6) of 5: exit %d, %s", same ? "same bytes" : "DIFFERENT",
+           r.status, r.err);
+    CHECK(same, "slice must equal the run started at its first index");
+    CHECK(r.status == 2 && strstr(r.err, "out of range") && !cli_file_exists(b), "out of range: %s", r.err);
+    cli_run_free(&r);
+    cli_rmtree(d);
+}
+
 /* --class by name, from the config's class_names (case and separators do not matter). */
 #include "gd_safetensors.h"
 #include <cjson/cJSON.h>
@@ -298,6 +329,7 @@ static void test_class_names(void) {
 GD_TEST_TABLE(gd_tests_sample_cli) = {
     {"ddpm-sample: --class by name", test_class_names},
     {"sample_batch.sh: resumable shards merge to the direct run", test_sample_batch},
+    {"ddpm-npz slice: a slice equals the run started at its first index", test_npz_slice},
     {"ddpm-sample: --rng torch reproduces a seeded PyTorch run", test_rng_torch},
     {"ddpm-sample: deterministic across runs, threads and batch sizes", test_determinism},
     {"ddpm-sample: a sample regenerates alone from its seed", test_regenerate_alone},

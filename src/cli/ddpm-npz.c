@@ -1,4 +1,4 @@
-/* ddpm-npz: inspect and merge sample batches (.npz as guided-diffusion writes them). */
+/* ddpm-npz: inspect, merge and slice sample batches (.npz as guided-diffusion writes them). */
 #include "gd_image.h"
 
 #include <stdio.h>
@@ -8,13 +8,61 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: ddpm-npz info FILE.npz\n"
                "       ddpm-npz merge -o OUT.npz IN.npz [IN.npz ...]\n"
+               "       ddpm-npz slice -o OUT.npz --first I --count N IN.npz\n"
                "merge concatenates arr_0 (uint8 NHWC images) and arr_1 (int64 labels, when every input has\n"
-               "them) in the order given; the inputs must share H, W and C. The output is written atomically.\n");
+               "them) in the order given; the inputs must share H, W and C. slice keeps images [I, I+N),\n"
+               "e.g. to score disjoint subsets of one run. Outputs are written atomically.\n");
 }
 
 static int fail(const char *msg) {
     fprintf(stderr, "ddpm-npz: %s\n", msg);
     return 2;
+}
+
+/* a non-negative int, whole string */
+static int parse_count(const char *s, long *v) {
+    char *end;
+    *v = strtol(s, &end, 10);
+    return *s && !*end && *v >= 0 && *v <= 2147483647L;
+}
+
+static int slice(int argc, char **argv) {
+    const char *out = NULL, *in = NULL;
+    long first = -1, count = -1;
+    for (int i = 2; i < argc; i++) {
+        int more = i + 1 < argc;
+        if (!strcmp(argv[i], "-o") && more) out = argv[++i];
+        else if (!strcmp(argv[i], "--first") && more) {
+            if (!parse_count(argv[++i], &first)) return fail("--first takes a number >= 0");
+        } else if (!strcmp(argv[i], "--count") && more) {
+            if (!parse_count(argv[++i], &count) || !count) return fail("--count takes a number >= 1");
+        } else if (argv[i][0] == '-' || in) {
+            char err[300];
+            snprintf(err, sizeof err, "slice: unexpected '%.200s'; usage: ddpm-npz slice -o OUT.npz --first I --count N IN.npz", argv[i]);
+            return fail(err);
+        } else in = argv[i];
+    }
+    if (!out || !in || first < 0 || count < 0)
+        return fail("usage: ddpm-npz slice -o OUT.npz --first I --count N IN.npz");
+    char err[600];
+    uint8_t *im;
+    int64_t *lab;
+    int n, h, w, c;
+    if (gd_read_npz(in, &im, &n, &h, &w, &c, &lab, err, sizeof err)) return fail(err);
+    int rc = 0;
+    if (first + count > n) {
+        snprintf(err, sizeof err, "%s: has %d images; [%ld, %ld) is out of range", in, n, first, first + count);
+        rc = fail(err);
+    } else {
+        size_t per = (size_t)h * w * c;
+        if (gd_write_npz(out, im + (size_t)first * per, (int)count, h, w, c, lab ? lab + first : NULL, err, sizeof err))
+            rc = fail(err);
+        else
+            printf("%s: %ld images %dx%dx%d%s\n", out, count, h, w, c, lab ? " with labels" : "");
+    }
+    free(im);
+    free(lab);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -34,7 +82,8 @@ int main(int argc, char **argv) {
         free(lab);
         return 0;
     }
-    if (strcmp(argv[1], "merge")) return fail("unknown command (info, merge); see --help");
+    if (!strcmp(argv[1], "slice")) return slice(argc, argv);
+    if (strcmp(argv[1], "merge")) return fail("unknown command (info, merge, slice); see --help");
     if (argc < 5 || strcmp(argv[2], "-o")) return fail("usage: ddpm-npz merge -o OUT.npz IN.npz [IN.npz ...]");
     const char *out = argv[3];
     uint8_t *all = NULL;
