@@ -9,13 +9,13 @@
 # Every cell is cached in $OUT (default runs/guidance); rerunning resumes, and stages can run alone:
 #   scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]   (default all)
 # (sample-sweep only samples; eval-sweep only scores the cells already sampled)
-# Sizes: SWEEP_N (default 500), BEST_N (2000), DDPM_N (500), THREADS (all cores); CLS_SCALES,
+# Sizes: SWEEP_N (default 150), BEST_N (2000), DDPM_N (500), THREADS (all cores); CLS_SCALES,
 # CFG_SCALES (the sweeps), EVALUATOR and REF (ddpm-eval's), OUT.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}
 OUT=${OUT:-runs/guidance}
-SWEEP_N=${SWEEP_N:-500}
+SWEEP_N=${SWEEP_N:-150}
 BEST_N=${BEST_N:-2000}
 DDPM_N=${DDPM_N:-500}
 T=${THREADS:-$(nproc)}
@@ -94,6 +94,25 @@ cell() { # row method scale sampler n
     fi
 }
 
+# FID spread: the best cells' samples cut into QUARTERS disjoint slices, each scored alone; the
+# slices' mean and sd say how much of a difference between cells is sampling noise.
+QUARTERS=${QUARTERS:-4}
+spread() { # row method scale sampler n -> "mean sd" of the slices' FIDs (empty when not scored)
+    name="$1-$2-$3-$4-$5" k=0 size=$(( $5 / QUARTERS ))
+    [ -f "$OUT/$name.npz" ] || return 0
+    while [ $k -lt "$QUARTERS" ]; do
+        q="$OUT/parts/$name-q$k"
+        if [ ! -s "$q.json" ]; then
+            "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null
+            "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" > "$q.json.tmp"
+            mv "$q.json.tmp" "$q.json"
+            rm -f "$q.npz"
+        fi
+        field "$q.json" fid
+        k=$((k + 1))
+    done | awk '{ s += $1; ss += $1 * $1; n++ } END { if (n > 1) printf "%.3f %.3f\n", s / n, sqrt((ss - s * s / n) / (n - 1)) }'
+}
+
 field() { # file key -> number (the first, top-level occurrence; per_class repeats some keys)
     grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | cut -d' ' -f2
 }
@@ -139,12 +158,12 @@ label() {
         eds_ect) echo "EDS (ECT classifier)" ;; cfg) echo "classifier-free" ;; esac
 }
 
-row_md() { # json row method scale
+row_md() { # json row method scale [extra column]
     f=$1
     if [ -s "$f" ]; then
-        printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s |\n' "$2" "$(label "$3")" "$4" \
+        printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %s |%s\n' "$2" "$(label "$3")" "$4" \
             "$(field "$f" fid)" "$(field "$f" precision)" "$(field "$f" recall)" "$(field "$f" inception_score)" \
-            "$(field "$f" accuracy)" "$(field "$f" count)"
+            "$(field "$f" accuracy)" "$(field "$f" count)" "${5:+ $5 |}"
     fi
 }
 
@@ -162,11 +181,21 @@ report() {
         echo "images. FID here is in evaluator-feature space: compare rows with each other, not with Inception FIDs."
         echo "Target classes cycle 0..9; accuracy = evaluator top-1 agrees with the target class. Same seeds in every cell."
         echo
+        urow="a sweep of their own"
+        [ "${UNCOND_SWEEP:-1}" = 0 ] && urow="the conditional row's best scales (no sweep of their own)"
+        echo "**Protocol.** Sweep: DDIM-25, $SWEEP_N samples per cell, classifier scales $CLS_SCALES, CFG weights"
+        echo "$CFG_SCALES; unconditional rows use $urow. Each method's best scale is the one with the lowest sweep FID;"
+        echo "there it runs DDIM-25 with $BEST_N samples$([ "$DDPM_N" -gt 0 ] && echo " and DDPM-250 with $DDPM_N samples")."
+        echo "Sample i has seed 1000+i and target class i mod 10 in every cell, so a bigger cell extends a smaller one."
+        echo
+        echo "**Noise.** FID is biased upwards at small sample counts (roughly as 1/N), so compare cells of one size only."
+        echo "The last column of the DDIM table scores $QUARTERS disjoint slices of each cell on their own: its sd is the"
+        echo "sampling noise of a $((BEST_N / QUARTERS))-sample FID (that of the whole cell is about half of it)."
+        [ "$DDPM_N" -gt 0 ] && [ "$DDPM_N" -lt "$BEST_N" ] && echo "DDPM-250 costs ten times DDIM-25 per sample, hence its smaller cells: read its table for large gaps only."
+        echo
         if [ "$BEST_N" -lt 2000 ] || [ "$DDPM_N" -eq 0 ] || [ "${UNCOND_SWEEP:-1}" = 0 ]; then
-            echo "**Reduced run.** The full protocol is the script's defaults (SWEEP_N=500, BEST_N=2000, DDPM_N=500, an"
-            echo "unconditional sweep of its own); this file was made with smaller sizes$([ "${UNCOND_SWEEP:-1}" = 0 ] && echo ", the unconditional rows at the conditional"
-            [ "${UNCOND_SWEEP:-1}" = 0 ] && echo "row's best scales")$([ "$DDPM_N" -eq 0 ] && echo " and no DDPM-250 stage"). FID from $BEST_N samples in 128-d features is biased"
-            echo "upwards and noisy (its spread between seeds was not measured): read small differences as ties."
+            echo "**Reduced run:** the issue's protocol asks for at least 2000 samples per best cell, an unconditional"
+            echo "sweep and a DDPM-250 stage; this file has $BEST_N, $([ "${UNCOND_SWEEP:-1}" = 0 ] && echo "no" || echo "an") unconditional sweep and $([ "$DDPM_N" -eq 0 ] && echo "no DDPM stage" || echo "DDPM_N=$DDPM_N")."
             echo
         fi
         for sampler in ddim ddpm; do
@@ -175,12 +204,21 @@ report() {
             [ $sampler = ddpm ] && n=$DDPM_N steps=250
             echo "## ${sampler} ${steps} steps, best scale per method, $n samples per cell"
             echo
-            echo "| model | guidance | scale | FID | precision | recall | IS | accuracy | samples |"
-            echo "|---|---|---|---|---|---|---|---|---|"
+            if [ $sampler = ddim ]; then
+                echo "| model | guidance | scale | FID | precision | recall | IS | accuracy | samples | FID of $QUARTERS disjoint slices of $((n / QUARTERS)): mean ± sd |"
+                echo "|---|---|---|---|---|---|---|---|---|---|"
+            else
+                echo "| model | guidance | scale | FID | precision | recall | IS | accuracy | samples |"
+                echo "|---|---|---|---|---|---|---|---|---|"
+            fi
             for row in cond uncond; do
                 for m in $(methods $row); do
-                    s=$(best_scale $row $m)
-                    row_md "$OUT/$row-$m-$s-$sampler-$n.json" $row $m "$s"
+                    s=$(best_scale $row $m) extra=""
+                    if [ $sampler = ddim ]; then
+                        extra=$(spread $row $m "$s" $sampler "$n" | awk '{ printf "%s ± %s", $1, $2 }')
+                        [ -n "$extra" ] || extra="–"
+                    fi
+                    row_md "$OUT/$row-$m-$s-$sampler-$n.json" $row $m "$s" "$extra"
                 done
             done
             echo
