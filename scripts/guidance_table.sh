@@ -29,6 +29,14 @@ CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5"}
 mkdir -p "$OUT"
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
 
+# Functions run inside && lists and pipelines, where set -e does not reach: failures are checked
+# by hand, and stop the whole run (the cells done so far stay cached).
+fail() {
+    echo "guidance_table.sh: $1 failed" >&2
+    kill -TERM $$ 2>/dev/null
+    exit 1
+}
+
 # method -> ddpm-sample flags (scale appended by the caller)
 flags() { # row method scale
     case $2 in
@@ -78,18 +86,19 @@ cell() { # row method scale sampler n
                 # shellcheck disable=SC2046
                 "$BIN/ddpm-sample" -q -t "$T" --seed 1000 --first-index "$first" -n "$count" -b 50 \
                     --class 0,1,2,3,4,5,6,7,8,9 --sampler "$4" --steps $steps $(flags "$1" "$2" "$3") \
-                    --npz "$part.tmp.npz" -o "${part%.npz}.png"
+                    --npz "$part.tmp.npz" -o "${part%.npz}.png" || fail "sampling $name"
                 mv "$part.tmp.npz" "$part"
             fi
             inputs="$inputs $part"
             first=$((first + count))
         done
         # shellcheck disable=SC2086
-        "$BIN/ddpm-npz" merge -o "$OUT/$name.npz" $inputs >/dev/null
+        "$BIN/ddpm-npz" merge -o "$OUT/$name.npz" $inputs >/dev/null || fail "merging $name"
     fi
     if [ "${SAMPLE_ONLY:-0}" = 0 ] && [ ! -s "$OUT/$name.json" ]; then
         [ -f "$REF" ] || make ref
-        "$BIN/ddpm-eval" -q -t "$T" --json --evaluator "$EVALUATOR" --ref "$REF" "$OUT/$name.npz" > "$OUT/$name.json.tmp"
+        "$BIN/ddpm-eval" -q -t "$T" --json --evaluator "$EVALUATOR" --ref "$REF" "$OUT/$name.npz" > "$OUT/$name.json.tmp" ||
+            fail "scoring $name"
         mv "$OUT/$name.json.tmp" "$OUT/$name.json"
     fi
 }
@@ -103,8 +112,9 @@ spread() { # row method scale sampler n -> "mean sd" of the slices' FIDs (empty 
     while [ $k -lt "$QUARTERS" ]; do
         q="$OUT/parts/$name-q$k"
         if [ ! -s "$q.json" ]; then
-            "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null
-            "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" > "$q.json.tmp"
+            "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null &&
+                "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" > "$q.json.tmp" ||
+                fail "scoring slice $k of $name"
             mv "$q.json.tmp" "$q.json"
             rm -f "$q.npz"
         fi
@@ -277,6 +287,6 @@ case $STAGE in
     eval-sweep) EVAL_ONLY=1 sweep ;;
     best) best ;;
     report) report ;;
-    all) sweep && best && report ;;
+    all) sweep; best; report ;;
     *) echo "usage: scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]" >&2; exit 2 ;;
 esac
