@@ -1,5 +1,6 @@
 /* ddpm-eval: FID, precision/recall, an Inception-style score and accuracy of a sample batch, in
  * the feature space of the evaluator classifier; --make-ref builds the reference statistics. */
+#include "gd_cli.h"
 #include "gd_dataset.h"
 #include "gd_eval.h"
 #include "gd_image.h"
@@ -19,18 +20,6 @@
 #define DEFAULT_EVALUATOR "models/fashion_evaluator.safetensors"
 #define DEFAULT_REF "build/fashion_test_ref.safetensors"
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
-
-static void die(const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    for (char *c = buf; *c; c++)
-        if (*c == '\n') *c = ' ';
-    fprintf(stderr, "ddpm-eval: %s\n", buf);
-    exit(2);
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -64,14 +53,6 @@ static void usage(FILE *f) {
             "Exit status: 0 on success, 2 on bad input (one line on stderr).\n");
 }
 
-static long parse_long(const char *flag, const char *v, long lo, long hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi) die("%s: expected an integer in [%ld, %ld], got '%s'", flag, lo, hi, v);
-    return x;
-}
-
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && !strcmp(s + a - b, suf);
@@ -100,23 +81,23 @@ static void load_images(const char *spec, const char *labels_path, int channels,
         const char *part = spec[14] == 't' && spec[15] == 'e' ? "t10k" : "train";
         snprintf(img, sizeof img, FASHION_DIR "/%s-images-idx3-ubyte.gz", part);
         snprintf(lab, sizeof lab, FASHION_DIR "/%s-labels-idx1-ubyte.gz", part);
-        if (access(img, R_OK)) die("%s: %s not found (install Debian's dataset-fashion-mnist)", spec, img);
-        if (gd_dataset_load_idx(img, lab, d, err, sizeof err)) die("%s", err);
+        if (access(img, R_OK)) gd_cli_die("%s: %s not found (install Debian's dataset-fashion-mnist)", spec, img);
+        if (gd_dataset_load_idx(img, lab, d, err, sizeof err)) gd_cli_die("%s", err);
         return;
     }
-    if (stat(spec, &st)) die("%s: %s", spec, strerror(errno));
+    if (stat(spec, &st)) gd_cli_die("%s: %s", spec, strerror(errno));
     if (S_ISDIR(st.st_mode)) {
-        if (gd_dataset_load_folder(spec, channels, size, d, err, sizeof err)) die("%s", err);
+        if (gd_dataset_load_folder(spec, channels, size, d, err, sizeof err)) gd_cli_die("%s", err);
         return;
     }
     if (ends_with(spec, ".npz")) {
         uint8_t *im;
         int64_t *l;
         int n, h, w, c;
-        if (gd_read_npz(spec, &im, &n, &h, &w, &c, &l, err, sizeof err)) die("%s", err);
+        if (gd_read_npz(spec, &im, &n, &h, &w, &c, &l, err, sizeof err)) gd_cli_die("%s", err);
         d->images = im, d->n = n, d->h = h, d->w = w, d->c = c;
         d->labels = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-        if (!d->labels) die("out of memory");
+        if (!d->labels) gd_cli_die("out of memory");
         int32_t mx = -1;
         for (int i = 0; i < n; i++) {
             d->labels[i] = l && l[i] >= 0 && l[i] < INT32_MAX ? (int32_t)l[i] : -1;
@@ -130,8 +111,8 @@ static void load_images(const char *spec, const char *labels_path, int channels,
     snprintf(lab, sizeof lab, "%s", labels_path ? labels_path : spec);
     char *p = strstr(lab, "images-idx3");
     if (!labels_path && p) memcpy(p, "labels-idx1", 11);
-    if (!labels_path && (!p || access(lab, R_OK))) die("%s: not an .npz or a folder; for IDX images pass --labels FILE", spec);
-    if (gd_dataset_load_idx(spec, lab, d, err, sizeof err)) die("%s", err);
+    if (!labels_path && (!p || access(lab, R_OK))) gd_cli_die("%s: not an .npz or a folder; for IDX images pass --labels FILE", spec);
+    if (gd_dataset_load_idx(spec, lab, d, err, sizeof err)) gd_cli_die("%s", err);
 }
 
 typedef struct {
@@ -170,8 +151,8 @@ static void write_ref(const char *out, const ref_stats *r, const char *evaluator
         gd_st_writer_meta(w, "evaluator", slash ? slash + 1 : evaluator) || gd_st_writer_meta(w, "evaluator_fnv1a64", hash) ||
         gd_st_writer_meta(w, "source", source) || gd_st_writer_meta(w, "count", num) ||
         (!isnan(accuracy) && gd_st_writer_meta(w, "accuracy", acc)))
-        die("out of memory");
-    if (gd_st_writer_save(w, out, err, sizeof err)) die("%s", err);
+        gd_cli_die("out of memory");
+    if (gd_st_writer_save(w, out, err, sizeof err)) gd_cli_die("%s", err);
     gd_st_writer_free(w);
 }
 
@@ -185,46 +166,46 @@ static void read_ref(const char *path, const char *hash, gd_evaluator *ev, int c
     if (ends_with(path, ".npz") || !ends_with(path, ".safetensors")) {
         gd_dataset d;
         load_images(path, NULL, channels, size, &d);
-        if (d.n < 2) die("%s: a reference needs at least 2 images", path);
+        if (d.n < 2) gd_cli_die("%s: a reference needs at least 2 images", path);
         r->n = d.n;
         r->mu = malloc(sizeof(double) * r->dim), r->sigma = malloc(sizeof(double) * r->dim * r->dim);
         r->feats = malloc(sizeof(float) * (size_t)d.n * r->dim);
-        if (!r->mu || !r->sigma || !r->feats) die("out of memory");
+        if (!r->mu || !r->sigma || !r->feats) gd_cli_die("out of memory");
         pr->what = "reference";
         if (gd_evaluator_run(ev, d.images, d.n, d.h, d.w, d.c, r->feats, NULL, on_batch, pr, err, sizeof err))
-            die("%s: %s", path, err);
-        if (gd_feature_stats(r->feats, r->n, r->dim, r->mu, r->sigma)) die("out of memory");
+            gd_cli_die("%s: %s", path, err);
+        if (gd_feature_stats(r->feats, r->n, r->dim, r->mu, r->sigma)) gd_cli_die("out of memory");
         gd_dataset_free(&d);
         return;
     }
     if (access(path, R_OK))
-        die("%s: %s%s", path, strerror(errno),
+        gd_cli_die("%s: %s%s", path, strerror(errno),
             !strcmp(path, DEFAULT_REF) ? " (build it with `make ref`, which needs Debian's dataset-fashion-mnist)" : "");
     gd_st_file *f = gd_st_open(path, err, sizeof err);
-    if (!f) die("%s", err);
+    if (!f) gd_cli_die("%s", err);
     const char *fmt = gd_st_metadata(f, "format"), *h = gd_st_metadata(f, "evaluator_fnv1a64");
-    if (!fmt || strcmp(fmt, "ddpm-eval reference 1")) die("%s: not ddpm-eval reference statistics (make them with --make-ref)", path);
+    if (!fmt || strcmp(fmt, "ddpm-eval reference 1")) gd_cli_die("%s: not ddpm-eval reference statistics (make them with --make-ref)", path);
     if (h && strcmp(h, hash))
-        die("%s was made with a different evaluator (%s); rebuild it with --make-ref and this evaluator", path,
+        gd_cli_die("%s was made with a different evaluator (%s); rebuild it with --make-ref and this evaluator", path,
             gd_st_metadata(f, "evaluator") ? gd_st_metadata(f, "evaluator") : "?");
     const gd_st_tensor *mu = gd_st_find(f, "mu"), *sg = gd_st_find(f, "sigma"), *ft = gd_st_find(f, "features");
     int64_t D = r->dim;
     if (!mu || mu->dtype != GD_ST_F64 || mu->ndim != 1 || mu->shape[0] != D || !sg || sg->dtype != GD_ST_F64 ||
         sg->ndim != 2 || sg->shape[0] != D || sg->shape[1] != D)
-        die("%s: needs F64 mu [%lld] and sigma [%lld, %lld] for this evaluator", path, (long long)D, (long long)D,
+        gd_cli_die("%s: needs F64 mu [%lld] and sigma [%lld, %lld] for this evaluator", path, (long long)D, (long long)D,
             (long long)D);
     r->mu = malloc(sizeof(double) * D), r->sigma = malloc(sizeof(double) * D * D);
-    if (!r->mu || !r->sigma) die("out of memory");
+    if (!r->mu || !r->sigma) gd_cli_die("out of memory");
     memcpy(r->mu, mu->data, sizeof(double) * D); /* the mapping may be unaligned for doubles */
     memcpy(r->sigma, sg->data, sizeof(double) * D * D);
     const char *cnt = gd_st_metadata(f, "count");
     r->n = cnt ? atoll(cnt) : 0;
     if (ft) {
         if (ft->dtype != GD_ST_F32 || ft->ndim != 2 || ft->shape[1] != D || ft->shape[0] < 4)
-            die("%s: features must be F32 [N >= 4, %lld]", path, (long long)D);
+            gd_cli_die("%s: features must be F32 [N >= 4, %lld]", path, (long long)D);
         r->n = ft->shape[0];
         r->feats = malloc(ft->nbytes);
-        if (!r->feats) die("out of memory");
+        if (!r->feats) gd_cli_die("out of memory");
         memcpy(r->feats, ft->data, ft->nbytes);
     }
     gd_st_close(f);
@@ -241,6 +222,7 @@ static void json_str(FILE *f, const char *s) {
 }
 
 int main(int argc, char **argv) {
+    gd_cli_set_program("ddpm-eval");
     const char *samples = NULL, *ref_path = NULL, *make_ref = NULL, *evaluator = DEFAULT_EVALUATOR, *labels_path = NULL;
     long limit = -1, batch = 100, threads = 0, split = 5000;
     int json = 0, quiet = 0, no_pr = 0;
@@ -255,37 +237,37 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--no-pr")) no_pr = 1;
         else if (a[0] == '-' && a[1]) {
             const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!v) die("%s needs a value (see --help)", a);
+            if (!v) gd_cli_die("%s needs a value (see --help)", a);
             i++;
             if (!strcmp(a, "--ref")) ref_path = v;
             else if (!strcmp(a, "--make-ref")) make_ref = v;
             else if (!strcmp(a, "--evaluator")) evaluator = v;
             else if (!strcmp(a, "--labels")) labels_path = v;
-            else if (!strcmp(a, "--limit")) limit = parse_long(a, v, 1, 1L << 31);
-            else if (!strcmp(a, "--is-split")) split = parse_long(a, v, 1, 1L << 31);
-            else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) batch = parse_long(a, v, 1, 4096);
-            else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = parse_long(a, v, 1, 1024);
-            else die("unknown option %s (see --help)", a);
+            else if (!strcmp(a, "--limit")) limit = gd_cli_long(a, v, 1, 2147483647L);
+            else if (!strcmp(a, "--is-split")) split = gd_cli_long(a, v, 1, 2147483647L);
+            else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) batch = gd_cli_long(a, v, 1, 4096);
+            else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = gd_cli_long(a, v, 1, 1024);
+            else gd_cli_die("unknown option %s (see --help)", a);
         } else if (!samples) samples = a;
-        else die("one SAMPLES argument expected, got '%s' too", a);
+        else gd_cli_die("one SAMPLES argument expected, got '%s' too", a);
     }
     if (!samples) {
         usage(stderr);
         return 2;
     }
-    if (make_ref && ref_path) die("--make-ref writes reference statistics; --ref reads them: pick one");
-    if (make_ref && !ends_with(make_ref, ".safetensors")) die("--make-ref: the output name must end in .safetensors");
+    if (make_ref && ref_path) gd_cli_die("--make-ref writes reference statistics; --ref reads them: pick one");
+    if (make_ref && !ends_with(make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
     if (threads) gd_set_threads((int)threads);
 
     char err[1200], hash[17];
     gd_model *m = gd_model_load(evaluator, NULL, err, sizeof err);
     if (!m)
-        die("%s%s", err,
+        gd_cli_die("%s%s", err,
             !strcmp(evaluator, DEFAULT_EVALUATOR) && access(evaluator, R_OK) ? " (run from the repository root, or pass --evaluator)" : "");
-    if (file_hash(evaluator, hash)) die("%s: %s", evaluator, strerror(errno));
+    if (file_hash(evaluator, hash)) gd_cli_die("%s: %s", evaluator, strerror(errno));
     const gd_config *cfg = gd_model_config(m);
     gd_evaluator *ev = gd_evaluator_new(m, (int)batch, err, sizeof err);
-    if (!ev) die("%s: %s", evaluator, err);
+    if (!ev) gd_cli_die("%s: %s", evaluator, err);
     const int D = gd_evaluator_dim(ev), K = gd_evaluator_classes(ev);
     progress pr = {quiet || json, isatty(2), 0, "samples"};
 
@@ -298,21 +280,21 @@ int main(int argc, char **argv) {
     gd_dataset d;
     load_images(samples, labels_path, cfg->in_channels, cfg->image_size, &d);
     int64_t n = limit > 0 && limit < d.n ? limit : d.n;
-    if (n < 2) die("%s: at least 2 images needed, found %lld", samples, (long long)n);
+    if (n < 2) gd_cli_die("%s: at least 2 images needed, found %lld", samples, (long long)n);
     if (d.h != cfg->image_size || d.w != cfg->image_size || d.c != cfg->in_channels)
-        die("%s: images are %dx%dx%d (HxWxC); the evaluator takes %dx%dx%d", samples, d.h, d.w, d.c, cfg->image_size,
+        gd_cli_die("%s: images are %dx%dx%d (HxWxC); the evaluator takes %dx%dx%d", samples, d.h, d.w, d.c, cfg->image_size,
             cfg->image_size, cfg->in_channels);
     float *feats = malloc(sizeof(float) * (size_t)n * D), *logits = malloc(sizeof(float) * (size_t)n * K);
     double *mu = malloc(sizeof(double) * D), *sigma = malloc(sizeof(double) * D * D);
-    if (!feats || !logits || !mu || !sigma) die("out of memory");
+    if (!feats || !logits || !mu || !sigma) gd_cli_die("out of memory");
     double t0 = gd_time_now();
     if (gd_evaluator_run(ev, d.images, n, d.h, d.w, d.c, feats, logits, on_batch, &pr, err, sizeof err))
-        die("%s: %s", samples, err);
-    if (gd_feature_stats(feats, n, D, mu, sigma)) die("out of memory");
+        gd_cli_die("%s: %s", samples, err);
+    if (gd_feature_stats(feats, n, D, mu, sigma)) gd_cli_die("out of memory");
 
     /* accuracy against the labels the samples carry */
     int64_t labelled = 0, correct = 0, *cl_n = calloc((size_t)K, sizeof(int64_t)), *cl_ok = calloc((size_t)K, sizeof(int64_t));
-    if (!cl_n || !cl_ok) die("out of memory");
+    if (!cl_n || !cl_ok) gd_cli_die("out of memory");
     for (int64_t i = 0; i < n; i++) {
         int y = d.labels ? d.labels[i] : -1;
         if (y < 0 || y >= K) continue;
@@ -329,12 +311,12 @@ int main(int argc, char **argv) {
         write_ref(make_ref, &r, evaluator, hash, samples, labelled ? (double)correct / labelled : NAN);
         r = (ref_stats){0};
     } else {
-        if (gd_frechet_distance(D, mu, sigma, r.mu, r.sigma, &fid, err, sizeof err)) die("FID: %s", err);
+        if (gd_frechet_distance(D, mu, sigma, r.mu, r.sigma, &fid, err, sizeof err)) gd_cli_die("FID: %s", err);
         if (!no_pr && r.feats && n > 3) {
             double *rs = malloc(sizeof(double) * (size_t)n), *rr = malloc(sizeof(double) * (size_t)r.n);
             if (!rs || !rr || gd_knn_radii(feats, n, D, 3, rs) || gd_knn_radii(r.feats, r.n, D, 3, rr) ||
                 gd_precision_recall(r.feats, rr, r.n, feats, rs, n, D, &prec, &rec))
-                die("precision/recall: out of memory");
+                gd_cli_die("precision/recall: out of memory");
             free(rs);
             free(rr);
         }

@@ -14,6 +14,7 @@
  * given, `grad` F32 [N,C,H,W] = d/dx log_softmax(logits)[n, y_n]. Metadata: config, tool.
  *
  * Every error is one line "ddpm-forward: ..." on stderr, exit status 2, and no output file. */
+#include "gd_cli.h"
 #include "gd_model.h"
 #include "gd_safetensors.h"
 #include "gd_tensor.h"
@@ -62,21 +63,6 @@ static const char USAGE[] =
     "      -o /tmp/unet_a.out.safetensors -t 4 -v\n";
 
 /* ---- errors --------------------------------------------------------------------------------- */
-
-/* Prints "ddpm-forward: MESSAGE" as exactly one line (control characters in names taken from
- * files become '?') and exits with status 2. */
-static _Noreturn void die(const char *fmt, ...) {
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    for (char *p = msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
-    fflush(stdout);
-    fprintf(stderr, TOOL ": %s\n", msg);
-    exit(2);
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -132,30 +118,30 @@ static void parse_args(int argc, char **argv, options *o) {
             size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
             for (int k = 0; k < nflags; k++)
                 if (strlen(flags[k].l) == len && !strncmp(a + 2, flags[k].l, len)) f = k;
-            if (f < 0) die("unknown option '%.200s' (see --help)", a);
+            if (f < 0) gd_cli_die("unknown option '%.200s' (see --help)", a);
             if (eq) {
-                if (!flags[f].has_arg) die("option '--%s' takes no value", flags[f].l);
+                if (!flags[f].has_arg) gd_cli_die("option '--%s' takes no value", flags[f].l);
                 val = eq + 1;
             }
         } else if (a[0] == '-' && a[1] && !a[2]) {
             for (int k = 0; k < nflags; k++)
                 if (flags[k].s == a[1]) f = k;
-            if (f < 0) die("unknown option '%.200s' (see --help)", a);
+            if (f < 0) gd_cli_die("unknown option '%.200s' (see --help)", a);
         } else if (a[0] == '-' && a[1] && a[1] != '-') {
-            die("unknown option '%.200s' (give each option separately, e.g. '-t 4'; see --help)", a);
+            gd_cli_die("unknown option '%.200s' (give each option separately, e.g. '-t 4'; see --help)", a);
         } else {
-            die("unexpected argument '%.200s' (see --help)", a);
+            gd_cli_die("unexpected argument '%.200s' (see --help)", a);
         }
         if (flags[f].s == 'h') {
             fputs(USAGE, stdout);
             exit(0);
         }
         if (flags[f].has_arg && !val) {
-            if (i + 1 >= argc) die("option '%s' needs a value", a);
+            if (i + 1 >= argc) gd_cli_die("option '%s' needs a value", a);
             val = argv[++i];
         }
-        if (seen[f]++) die("option '--%s' given more than once", flags[f].l);
-        if (flags[f].has_arg && !*val) die("option '--%s' has an empty value", flags[f].l);
+        if (seen[f]++) gd_cli_die("option '--%s' given more than once", flags[f].l);
+        if (flags[f].has_arg && !*val) gd_cli_die("option '--%s' has an empty value", flags[f].l);
         long n;
         switch (flags[f].s) {
         case 'm':
@@ -171,7 +157,7 @@ static void parse_args(int argc, char **argv, options *o) {
             o->output = val;
             break;
         case 't':
-            if (parse_int(val, 1, 4096, &n)) die("--threads wants an integer from 1 to 4096, got '%.200s'", val);
+            if (parse_int(val, 1, 4096, &n)) gd_cli_die("--threads wants an integer from 1 to 4096, got '%.200s'", val);
             o->threads = (int)n;
             break;
         case 'q':
@@ -182,9 +168,9 @@ static void parse_args(int argc, char **argv, options *o) {
             break;
         }
     }
-    if (!o->model) die("missing -m MODEL.safetensors (see --help)");
-    if (!o->inputs) die("missing -i INPUTS.safetensors (see --help)");
-    if (!o->output) die("missing -o OUT.safetensors (see --help)");
+    if (!o->model) gd_cli_die("missing -m MODEL.safetensors (see --help)");
+    if (!o->inputs) gd_cli_die("missing -i INPUTS.safetensors (see --help)");
+    if (!o->output) gd_cli_die("missing -o OUT.safetensors (see --help)");
 }
 
 /* Refuses an output path whose directory does not exist, that names a directory, or that is one
@@ -192,9 +178,9 @@ static void parse_args(int argc, char **argv, options *o) {
 static void check_output_path(const options *o) {
     const char *path = o->output;
     size_t len = strlen(path);
-    if (path[len - 1] == '/') die("%s: output path names a directory", path);
+    if (path[len - 1] == '/') gd_cli_die("%s: output path names a directory", path);
     char *dir = strdup(path);
-    if (!dir) die("out of memory");
+    if (!dir) gd_cli_die("out of memory");
     char *slash = strrchr(dir, '/');
     if (!slash)
         strcpy(dir, ".");
@@ -206,21 +192,21 @@ static void check_output_path(const options *o) {
     if (stat(dir, &st) != 0) {
         int e = errno;
         free(dir);
-        die("%s: output directory does not exist or is not accessible: %s", path, strerror(e));
+        gd_cli_die("%s: output directory does not exist or is not accessible: %s", path, strerror(e));
     }
     if (!S_ISDIR(st.st_mode)) {
         free(dir);
-        die("%s: output directory is not a directory", path);
+        gd_cli_die("%s: output directory is not a directory", path);
     }
     free(dir);
     struct stat so;
     if (stat(path, &so) != 0) return; /* a new file */
-    if (S_ISDIR(so.st_mode)) die("%s: output path is a directory", path);
+    if (S_ISDIR(so.st_mode)) gd_cli_die("%s: output path is a directory", path);
     const char *reads[] = {o->model, o->inputs, o->config};
     for (int k = 0; k < 3; k++) {
         struct stat sr;
         if (reads[k] && stat(reads[k], &sr) == 0 && sr.st_dev == so.st_dev && sr.st_ino == so.st_ino)
-            die("%s: output would overwrite the input file '%s'", path, reads[k]);
+            gd_cli_die("%s: output would overwrite the input file '%s'", path, reads[k]);
     }
 }
 
@@ -234,17 +220,17 @@ static const char *kind_name(gd_net_kind k) {
 static void check_image(const char *path, const gd_st_tensor *t, const char *name, int64_t N, int64_t C, int64_t S) {
     char got[160], want[160];
     int64_t ws[4] = {N, C, S, S};
-    if (t->dtype != GD_ST_F32) die("%s: '%s' has dtype %s; want F32", path, name, gd_st_dtype_name(t->dtype));
+    if (t->dtype != GD_ST_F32) gd_cli_die("%s: '%s' has dtype %s; want F32", path, name, gd_st_dtype_name(t->dtype));
     int ok = t->ndim == 4;
     for (int i = 0; ok && i < 4; i++)
         ok = t->shape[i] == ws[i];
     if (!ok)
-        die("%s: '%s' has shape %s; the model needs %s", path, name, shape_str(got, sizeof got, t->ndim, t->shape),
+        gd_cli_die("%s: '%s' has shape %s; the model needs %s", path, name, shape_str(got, sizeof got, t->ndim, t->shape),
             shape_str(want, sizeof want, 4, ws));
     for (int64_t i = 0; i < t->numel; i++) {
         float v;
         memcpy(&v, (const char *)t->data + 4 * i, 4);
-        if (!isfinite(v)) die("%s: '%s' holds a non-finite value at flat index %lld", path, name, (long long)i);
+        if (!isfinite(v)) gd_cli_die("%s: '%s' holds a non-finite value at flat index %lld", path, name, (long long)i);
     }
 }
 
@@ -275,13 +261,14 @@ static double element(const gd_st_tensor *t, int64_t i) {
 static void check_vector(const char *path, const gd_st_tensor *t, const char *name, int64_t N) {
     char got[160];
     if (t->ndim != 1 || t->shape[0] != N)
-        die("%s: '%s' has shape %s; want [%lld] (one per sample of x)", path, name,
+        gd_cli_die("%s: '%s' has shape %s; want [%lld] (one per sample of x)", path, name,
             shape_str(got, sizeof got, t->ndim, t->shape), (long long)N);
 }
 
 /* ---- main ----------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+    gd_cli_set_program(TOOL);
     options o;
     parse_args(argc, argv, &o);
     check_output_path(&o);
@@ -291,61 +278,61 @@ int main(int argc, char **argv) {
     char err[1024];
     double t0 = now_s();
     gd_model *m = gd_model_load(o.model, o.config, err, sizeof err);
-    if (!m) die("%s", err);
+    if (!m) gd_cli_die("%s", err);
     const gd_config *cfg = gd_model_config(m);
     const int cls = cfg->kind == GD_NET_CLASSIFIER, sr = cfg->kind == GD_NET_SUPERRES;
     double t_load = now_s() - t0;
 
     gd_st_file *io = gd_st_open(o.inputs, err, sizeof err);
-    if (!io) die("%s", err);
+    if (!io) gd_cli_die("%s", err);
     const char *ip = o.inputs;
 
     /* x decides the batch; everything else is checked against it and the config. */
     const gd_st_tensor *x = gd_st_find(io, "x");
     if (!x)
-        die("%s: no tensor 'x' (the noisy images, F32 [N,%d,%d,%d])", ip, cfg->in_channels, cfg->image_size,
+        gd_cli_die("%s: no tensor 'x' (the noisy images, F32 [N,%d,%d,%d])", ip, cfg->in_channels, cfg->image_size,
             cfg->image_size);
     if (x->ndim != 4) {
         char got[160];
-        die("%s: 'x' has shape %s; want [N,%d,%d,%d]", ip, shape_str(got, sizeof got, x->ndim, x->shape),
+        gd_cli_die("%s: 'x' has shape %s; want [N,%d,%d,%d]", ip, shape_str(got, sizeof got, x->ndim, x->shape),
             cfg->in_channels, cfg->image_size, cfg->image_size);
     }
     int64_t N = x->shape[0];
-    if (N < 1) die("%s: 'x' has an empty batch", ip);
-    if (N > INT_MAX) die("%s: 'x' batch of %lld is too large", ip, (long long)N);
+    if (N < 1) gd_cli_die("%s: 'x' has an empty batch", ip);
+    if (N > INT_MAX) gd_cli_die("%s: 'x' batch of %lld is too large", ip, (long long)N);
     check_image(ip, x, "x", N, cfg->in_channels, cfg->image_size);
 
     const gd_st_tensor *t = gd_st_find(io, "t");
-    if (!t) die("%s: no tensor 't' (timesteps, [%lld])", ip, (long long)N);
+    if (!t) gd_cli_die("%s: no tensor 't' (timesteps, [%lld])", ip, (long long)N);
     if (t->dtype != GD_ST_I64 && t->dtype != GD_ST_I32 && t->dtype != GD_ST_F32)
-        die("%s: 't' has dtype %s; want I64, I32 or F32", ip, gd_st_dtype_name(t->dtype));
+        gd_cli_die("%s: 't' has dtype %s; want I64, I32 or F32", ip, gd_st_dtype_name(t->dtype));
     check_vector(ip, t, "t", N);
     for (int64_t i = 0; i < N; i++) {
         double v = element(t, i);
-        if (!isfinite(v) || v < 0 || v >= T_MAX) die("%s: t[%lld] = %g is outside [0, %g)", ip, (long long)i, v, T_MAX);
+        if (!isfinite(v) || v < 0 || v >= T_MAX) gd_cli_die("%s: t[%lld] = %g is outside [0, %g)", ip, (long long)i, v, T_MAX);
     }
 
     const gd_st_tensor *y = gd_st_find(io, "y");
     int want_y = cls ? y != NULL : cfg->class_cond;
-    if (y && !want_y) die("%s: 'y' given, but the model is not class-conditional (class_cond false)", ip);
-    if (!y && want_y) die("%s: no tensor 'y' (class labels, [%lld]); the model is class-conditional", ip, (long long)N);
+    if (y && !want_y) gd_cli_die("%s: 'y' given, but the model is not class-conditional (class_cond false)", ip);
+    if (!y && want_y) gd_cli_die("%s: no tensor 'y' (class labels, [%lld]); the model is class-conditional", ip, (long long)N);
     int64_t n_labels = cfg->num_classes + (!cls && cfg->null_class ? 1 : 0);
     if (y) {
         if (y->dtype != GD_ST_I64 && y->dtype != GD_ST_I32)
-            die("%s: 'y' has dtype %s; want I64 or I32", ip, gd_st_dtype_name(y->dtype));
+            gd_cli_die("%s: 'y' has dtype %s; want I64 or I32", ip, gd_st_dtype_name(y->dtype));
         check_vector(ip, y, "y", N);
         for (int64_t i = 0; i < N; i++) {
             double v = element(y, i);
             if (v < 0 || v >= (double)n_labels)
-                die("%s: label y[%lld] = %.0f is outside [0, %lld)%s", ip, (long long)i, v, (long long)n_labels,
+                gd_cli_die("%s: label y[%lld] = %.0f is outside [0, %lld)%s", ip, (long long)i, v, (long long)n_labels,
                     !cls && cfg->null_class ? " (num_classes plus the null class)" : "");
         }
     }
 
     const gd_st_tensor *lr = gd_st_find(io, "low_res");
-    if (lr && !sr) die("%s: 'low_res' given, but the model is a %s, not a superres model", ip, kind_name(cfg->kind));
+    if (lr && !sr) gd_cli_die("%s: 'low_res' given, but the model is a %s, not a superres model", ip, kind_name(cfg->kind));
     if (!lr && sr)
-        die("%s: no tensor 'low_res' (F32 [%lld,%d,%d,%d]); the model is a superres model", ip, (long long)N,
+        gd_cli_die("%s: no tensor 'low_res' (F32 [%lld,%d,%d,%d]); the model is a superres model", ip, (long long)N,
             cfg->in_channels, cfg->small_size, cfg->small_size);
     if (lr) check_image(ip, lr, "low_res", N, cfg->in_channels, cfg->small_size);
 
@@ -353,7 +340,7 @@ int main(int argc, char **argv) {
     t0 = now_s();
     int with_grad = cls && y;
     gd_net *net = gd_net_new(m, (int)N, with_grad, err, sizeof err);
-    if (!net) die("%s: %s", o.model, err);
+    if (!net) gd_cli_die("%s: %s", o.model, err);
     double t_plan = now_s() - t0;
 
     memcpy(gd_net_x(net), x->data, x->nbytes);
@@ -362,13 +349,13 @@ int main(int argc, char **argv) {
         tn[i] = (float)element(t, i);
     if (y) {
         int32_t *yn = gd_net_y(net);
-        if (!yn) die("internal error: the network has no label input");
+        if (!yn) gd_cli_die("internal error: the network has no label input");
         for (int64_t i = 0; i < N; i++)
             yn[i] = (int32_t)element(y, i);
     }
     if (lr) {
         float *ln = gd_net_low_res(net);
-        if (!ln) die("internal error: the network has no low_res input");
+        if (!ln) gd_cli_die("internal error: the network has no low_res input");
         memcpy(ln, lr->data, lr->nbytes);
     }
 
@@ -391,28 +378,28 @@ int main(int argc, char **argv) {
     t0 = now_s();
     if (with_grad) {
         grad = malloc(sizeof(float) * (size_t)x->numel);
-        if (!grad) die("out of memory for the gradient (%lld floats)", (long long)x->numel);
-        if (gd_net_input_grad(net, grad)) die("gradient pass failed: %s", gd_last_error());
+        if (!grad) gd_cli_die("out of memory for the gradient (%lld floats)", (long long)x->numel);
+        if (gd_net_input_grad(net, grad)) gd_cli_die("gradient pass failed: %s", gd_last_error());
         t_grad = now_s() - t0;
     }
     if (!with_grad || o.verbose) { /* with -v a classifier's forward is also timed on its own */
         double t1 = now_s();
-        if (gd_net_forward(net)) die("forward pass failed: %s", gd_last_error());
+        if (gd_net_forward(net)) gd_cli_die("forward pass failed: %s", gd_last_error());
         t_fwd = now_s() - t1;
     }
     double t_compute = with_grad ? t_grad : t_fwd;
 
     /* Write. */
     gd_st_writer *w = gd_st_writer_new();
-    if (!w) die("out of memory");
+    if (!w) gd_cli_die("out of memory");
     const char *out_name = cls ? "logits" : "out";
     int bad = gd_st_writer_add(w, out_name, GD_ST_F32, out->ndim, out->ne, out->data);
     if (grad) bad |= gd_st_writer_add(w, "grad", GD_ST_F32, 4, x->shape, grad);
     bad |= gd_st_writer_meta(w, "config", cfg->json ? cfg->json : "{}");
     bad |= gd_st_writer_meta(w, "tool", TOOL);
-    if (bad) die("%s: could not collect the outputs (out of memory?)", o.output);
+    if (bad) gd_cli_die("%s: could not collect the outputs (out of memory?)", o.output);
     t0 = now_s();
-    if (gd_st_writer_save(w, o.output, err, sizeof err)) die("%s", err);
+    if (gd_st_writer_save(w, o.output, err, sizeof err)) gd_cli_die("%s", err);
     double t_save = now_s() - t0;
 
     if (o.verbose) {

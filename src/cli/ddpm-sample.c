@@ -3,6 +3,7 @@
  * cascade (a base model, then a super-resolution model conditioned on its samples, as
  * guided-diffusion's super_res_sample.py); writes a PNG grid (parameters in a tEXt chunk and a
  * JSON sidecar), optional per-sample PNGs and a guided-diffusion compatible .npz. */
+#include "gd_cli.h"
 #include "gd_guidance.h"
 #include "gd_image.h"
 #include "gd_model.h"
@@ -48,24 +49,6 @@ typedef struct {
 } opts;
 
 static const char *prog = "ddpm-sample";
-
-/* Outputs written so far: an error after some of them were written removes them again. */
-static const char *written[8];
-static int n_written;
-
-static void die(const char *fmt, ...) {
-    char buf[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    for (char *c = buf; *c; c++)
-        if (*c == '\n' || *c == '\r') *c = ' ';
-    for (int i = 0; i < n_written; i++) unlink(written[i]);
-    fflush(stdout);
-    fprintf(stderr, "%s: %s\n", prog, buf);
-    exit(2);
-}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -136,31 +119,15 @@ static void usage(FILE *f) {
             "  ddpm-sample --preset imagenet64-256 --base-npz base64.npz -o up.png\n");
 }
 
-static int parse_int(const char *flag, const char *v, int lo, int hi) {
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) die("%s: '%s' is not an integer in [%d, %d]", flag, v, lo, hi);
-    return (int)x;
-}
-
-static double parse_double(const char *flag, const char *v, double lo, double hi) {
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (end == v || *end || errno || !(x >= lo && x <= hi)) die("%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
-    return x;
-}
-
 static void parse_range(const char *flag, const char *v, int *lo, int *hi) {
     char buf[64];
     snprintf(buf, sizeof buf, "%s", v);
     char *colon = strchr(buf, ':');
-    if (!colon) die("%s: want LO:HI, got '%s'", flag, v);
+    if (!colon) gd_cli_die("%s: want LO:HI, got '%s'", flag, v);
     *colon = 0;
-    *lo = parse_int(flag, buf, 0, 1000000);
-    *hi = parse_int(flag, colon + 1, 0, 1000000);
-    if (*lo >= *hi) die("%s: empty range %d:%d", flag, *lo, *hi);
+    *lo = (int)gd_cli_long(flag, buf, 0, 1000000);
+    *hi = (int)gd_cli_long(flag, colon + 1, 0, 1000000);
+    if (*lo >= *hi) gd_cli_die("%s: empty range %d:%d", flag, *lo, *hi);
 }
 
 static void set_guidance(opts *o, const char *guidance) {
@@ -172,14 +139,14 @@ static void set_guidance(opts *o, const char *guidance) {
         if (!strcmp(tok, "classifier")) o->use_classifier = 1;
         else if (!strcmp(tok, "entropy")) o->use_classifier = o->use_entropy = 1;
         else if (!strcmp(tok, "cfg")) o->use_cfg = 1;
-        else die("--guidance: unknown mode '%s' (none, classifier, entropy, cfg)", tok);
+        else gd_cli_die("--guidance: unknown mode '%s' (none, classifier, entropy, cfg)", tok);
     }
 }
 
 static void set_sampler(opts *o, const char *sampler) {
     if (!strcmp(sampler, "ddim")) o->ddim = 1;
     else if (!strcmp(sampler, "ddpm")) o->ddim = 0;
-    else die("--sampler: '%s' is not ddpm or ddim", sampler);
+    else gd_cli_die("--sampler: '%s' is not ddpm or ddim", sampler);
 }
 
 static void parse_args(int argc, char **argv, opts *o) {
@@ -215,14 +182,14 @@ static void parse_args(int argc, char **argv, opts *o) {
                     IS("--npz", "--npz") || IS("-t", "--threads") || IS("--preset", "") || IS("--models-dir", "") ||
                     IS("--upsampler", "") || IS("--upsampler-config", "") || IS("--base-npz", "") || IS("--save-base", "") ||
                     IS("--upsample-respacing", "") || IS("--upsample-steps", "");
-        if (!known) die("unknown option '%s' (see --help)", a);
-        if (!v) die("%s needs a value", a);
+        if (!known) gd_cli_die("unknown option '%s' (see --help)", a);
+        if (!v) gd_cli_die("%s needs a value", a);
         i++;
         if (IS("-m", "--model")) o->model = v;
         else if (IS("--model-config", "")) o->model_config = v;
         else if (IS("--classifier-config", "")) o->classifier_config = v;
         else if (IS("--classifier", "")) {
-            if (o->n_classifiers == MAX_CLASSIFIERS) die("at most %d classifiers", MAX_CLASSIFIERS);
+            if (o->n_classifiers == MAX_CLASSIFIERS) gd_cli_die("at most %d classifiers", MAX_CLASSIFIERS);
             int k = o->n_classifiers++;
             char *at = strrchr(v, '@');
             o->t_lo[k] = 0;
@@ -235,29 +202,29 @@ static void parse_args(int argc, char **argv, opts *o) {
                 o->classifiers[k] = v;
             }
         } else if (IS("--class", "")) o->classes = v;
-        else if (IS("-n", "--num-samples")) o->num_samples = parse_int(a, v, 1, 10000000), o->given_n = 1;
-        else if (IS("-b", "--batch-size")) o->batch_size = parse_int(a, v, 1, 4096);
-        else if (IS("--steps", "")) o->steps = parse_int(a, v, 1, 100000), o->given_steps = 1;
+        else if (IS("-n", "--num-samples")) o->num_samples = (int)gd_cli_long(a, v, 1, 10000000), o->given_n = 1;
+        else if (IS("-b", "--batch-size")) o->batch_size = (int)gd_cli_long(a, v, 1, 4096);
+        else if (IS("--steps", "")) o->steps = (int)gd_cli_long(a, v, 1, 100000), o->given_steps = 1;
         else if (IS("--respacing", "")) o->respacing = v, o->given_steps = 1;
         else if (IS("--sampler", "")) sampler = v, o->given_sampler = 1;
-        else if (IS("--eta", "")) o->eta = parse_double(a, v, 0, 10);
+        else if (IS("--eta", "")) o->eta = gd_cli_double(a, v, 0, 10);
         else if (IS("--guidance", "")) guidance = v, o->given_guidance = 1;
-        else if (IS("--scale", "")) o->scale = parse_double(a, v, -1e6, 1e6), o->given_scale = 1;
-        else if (IS("--cfg-scale", "")) o->cfg_scale = parse_double(a, v, -1e6, 1e6);
+        else if (IS("--scale", "")) o->scale = gd_cli_double(a, v, -1e6, 1e6), o->given_scale = 1;
+        else if (IS("--cfg-scale", "")) o->cfg_scale = gd_cli_double(a, v, -1e6, 1e6);
         else if (IS("--eds-t-range", "")) parse_range(a, v, &o->eds_lo, &o->eds_hi);
         else if (IS("--seed", "")) {
             char *end;
             errno = 0;
             o->seed = strtoull(v, &end, 10);
-            if (end == v || *end || errno || v[0] == '-') die("--seed: '%s' is not a non-negative integer", v);
+            if (end == v || *end || errno || v[0] == '-') gd_cli_die("--seed: '%s' is not a non-negative integer", v);
             o->seed_given = 1;
         } else if (IS("--rng", "")) rng = v;
-        else if (IS("--first-index", "")) o->first = parse_int(a, v, 0, 2000000000);
+        else if (IS("--first-index", "")) o->first = (int)gd_cli_long(a, v, 0, 2000000000);
         else if (IS("-o", "--output")) o->out = v;
-        else if (IS("--grid-cols", "")) o->grid_cols = parse_int(a, v, 1, 4096);
+        else if (IS("--grid-cols", "")) o->grid_cols = (int)gd_cli_long(a, v, 1, 4096);
         else if (IS("--save-each", "")) o->save_each = v;
         else if (IS("--npz", "")) o->npz = v;
-        else if (IS("-t", "--threads")) o->threads = parse_int(a, v, 1, 1024);
+        else if (IS("-t", "--threads")) o->threads = (int)gd_cli_long(a, v, 1, 1024);
         else if (IS("--preset", "")) o->preset = v;
         else if (IS("--models-dir", "")) o->models_dir = v;
         else if (IS("--upsampler", "")) o->upsampler = v;
@@ -265,29 +232,29 @@ static void parse_args(int argc, char **argv, opts *o) {
         else if (IS("--base-npz", "")) o->base_npz = v;
         else if (IS("--save-base", "")) o->save_base = v;
         else if (IS("--upsample-respacing", "")) o->up_respacing = v;
-        else if (IS("--upsample-steps", "")) o->up_steps = parse_int(a, v, 1, 100000);
+        else if (IS("--upsample-steps", "")) o->up_steps = (int)gd_cli_long(a, v, 1, 100000);
 #undef IS
     }
     set_sampler(o, sampler);
     if (!strcmp(rng, "torch")) o->rng_torch = 1;
-    else if (strcmp(rng, "per-sample")) die("--rng: '%s' is not per-sample or torch", rng);
+    else if (strcmp(rng, "per-sample")) gd_cli_die("--rng: '%s' is not per-sample or torch", rng);
     set_guidance(o, guidance);
-    if (o->eta != 0 && !o->ddim) die("--eta applies to --sampler ddim only");
-    if (o->first && o->rng_torch) die("--first-index needs per-sample generators (not --rng torch)");
-    if (o->up_steps && o->up_respacing) die("--upsample-steps and --upsample-respacing both given");
+    if (o->eta != 0 && !o->ddim) gd_cli_die("--eta applies to --sampler ddim only");
+    if (o->first && o->rng_torch) gd_cli_die("--first-index needs per-sample generators (not --rng torch)");
+    if (o->up_steps && o->up_respacing) gd_cli_die("--upsample-steps and --upsample-respacing both given");
 }
 
 /* Fails early, before any sampling, if path cannot be created. */
 static void check_writable(const char *flag, const char *path) {
     struct stat st;
-    if (!stat(path, &st) && S_ISDIR(st.st_mode)) die("%s: '%s' is a directory", flag, path);
+    if (!stat(path, &st) && S_ISDIR(st.st_mode)) gd_cli_die("%s: '%s' is a directory", flag, path);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
     if (!*dir) snprintf(dir, sizeof dir, "/");
-    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) die("%s: directory '%s' does not exist", flag, dir);
-    if (access(dir, W_OK)) die("%s: directory '%s' is not writable", flag, dir);
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("%s: directory '%s' does not exist", flag, dir);
+    if (access(dir, W_OK)) gd_cli_die("%s: directory '%s' is not writable", flag, dir);
 }
 
 static int file_exists(const char *p) {
@@ -302,9 +269,9 @@ static int dir_exists(const char *p) {
 
 static gd_model *load(const char *what, const char *path, const char *cfg) {
     char err[600];
-    if (!file_exists(path)) die("%s '%s' not found", what, path);
+    if (!file_exists(path)) gd_cli_die("%s '%s' not found", what, path);
     gd_model *m = gd_model_load(path, cfg, err, sizeof err);
-    if (!m) die("%s", err);
+    if (!m) gd_cli_die("%s", err);
     return m;
 }
 
@@ -388,13 +355,13 @@ typedef struct {
 static const char *pstr(const cJSON *o, const char *key, const char *path) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!v) return NULL;
-    if (!cJSON_IsString(v) || !v->valuestring[0]) die("preset %s: \"%s\" must be a non-empty string", path, key);
+    if (!cJSON_IsString(v) || !v->valuestring[0]) gd_cli_die("preset %s: \"%s\" must be a non-empty string", path, key);
     return v->valuestring;
 }
 
 static void load_preset(const char *arg, preset *p) {
     memset(p, 0, sizeof *p);
-    if (!arg || !*arg) die("--preset needs a name (see --list-presets)");
+    if (!arg || !*arg) gd_cli_die("--preset needs a name (see --list-presets)");
     size_t l = strlen(arg);
     if (strchr(arg, '/') || (l > 5 && !strcmp(arg + l - 5, ".json"))) {
         snprintf(p->path, sizeof p->path, "%s", arg);
@@ -404,20 +371,20 @@ static void load_preset(const char *arg, preset *p) {
         if (dot && !strcmp(dot, ".json")) *dot = 0;
     } else {
         const char *dir = presets_dir();
-        if (!dir) die("--preset %s: no configs/presets folder here or beside the executable", arg);
+        if (!dir) gd_cli_die("--preset %s: no configs/presets folder here or beside the executable", arg);
         snprintf(p->path, sizeof p->path, "%s/%s.json", dir, arg);
         snprintf(p->name, sizeof p->name, "%s", arg);
         if (!file_exists(p->path)) {
             char names[4096];
             preset_names(dir, names, sizeof names);
-            die("unknown preset '%s'; the presets are: %s", arg, names);
+            gd_cli_die("unknown preset '%s'; the presets are: %s", arg, names);
         }
     }
     char *txt = slurp_text(p->path);
-    if (!txt) die("--preset: cannot read %s", p->path);
+    if (!txt) gd_cli_die("--preset: cannot read %s", p->path);
     p->js = cJSON_Parse(txt);
     free(txt);
-    if (!cJSON_IsObject(p->js)) die("preset %s is not a JSON object", p->path);
+    if (!cJSON_IsObject(p->js)) gd_cli_die("preset %s is not a JSON object", p->path);
     p->description = pstr(p->js, "description", p->path);
     p->model = pstr(p->js, "model", p->path);
     p->classifier = pstr(p->js, "classifier", p->path);
@@ -427,9 +394,9 @@ static void load_preset(const char *arg, preset *p) {
     p->respacing = pstr(p->js, "respacing", p->path);
     p->up_respacing = pstr(p->js, "upsampler_respacing", p->path);
     p->download = pstr(p->js, "download", p->path);
-    if (!p->model) die("preset %s: no \"model\"", p->path);
+    if (!p->model) gd_cli_die("preset %s: no \"model\"", p->path);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(p->js, "scale");
-    if (s && !cJSON_IsNumber(s)) die("preset %s: \"scale\" must be a number", p->path);
+    if (s && !cJSON_IsNumber(s)) gd_cli_die("preset %s: \"scale\" must be a number", p->path);
     if (s) p->scale = s->valuedouble, p->has_scale = 1;
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(p->js, "expect");
     p->expect_schedule = ex ? pstr(ex, "noise_schedule", p->path) : NULL;
@@ -439,7 +406,7 @@ static void load_preset(const char *arg, preset *p) {
 
 static void list_presets(void) {
     const char *dir = presets_dir();
-    if (!dir) die("--list-presets: no configs/presets folder here or beside the executable");
+    if (!dir) gd_cli_die("--list-presets: no configs/presets folder here or beside the executable");
     char names[4096];
     preset_names(dir, names, sizeof names);
     for (char *tok = strtok(names, ", "); tok; tok = strtok(NULL, ", ")) {
@@ -482,7 +449,7 @@ static class_names find_class_names(const gd_config **cfgs, int n) {
     for (int i = 0; i < n && !cn.n; i++)
         if (cfgs[i]) {
             cn.n = gd_config_class_names(cfgs[i], &cn.names);
-            if (cn.n < 0) die("out of memory");
+            if (cn.n < 0) gd_cli_die("out of memory");
         }
     return cn;
 }
@@ -490,21 +457,21 @@ static class_names find_class_names(const gd_config **cfgs, int n) {
 static const char *class_name(const class_names *cn, int64_t k) { return k >= 0 && k < cn->n ? cn->names[k] : NULL; }
 
 static int class_id(const class_names *cn, const char *tok, int K) {
-    if (tok[0] >= '0' && tok[0] <= '9') return parse_int("--class", tok, 0, K - 1);
+    if (tok[0] >= '0' && tok[0] <= '9') return (int)gd_cli_long("--class", tok, 0, K - 1);
     int id = -1, other = -1;
     for (int k = 0; k < cn->n && k < K; k++)
         if (gd_class_name_equal(cn->names[k], tok)) {
             if (id < 0) id = k;
             else if (other < 0) other = k;
         }
-    if (other >= 0) die("--class: '%s' names classes %d and %d; give the id", tok, id, other);
+    if (other >= 0) gd_cli_die("--class: '%s' names classes %d and %d; give the id", tok, id, other);
     if (id >= 0) return id;
-    if (!cn->n) die("--class: unknown class '%s' (the model has no class names; give an id in [0, %d])", tok, K - 1);
+    if (!cn->n) gd_cli_die("--class: unknown class '%s' (the model has no class names; give an id in [0, %d])", tok, K - 1);
     char list[1200] = "";
     int shown = 0;
     if (cn->n <= 20) { /* a short list: all of it */
         for (int k = 0; k < cn->n; k++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", cn->names[k]);
-        die("--class: unknown class '%s'; the model's classes: %s", tok, list);
+        gd_cli_die("--class: unknown class '%s'; the model's classes: %s", tok, list);
     }
     for (int k = 0; k < cn->n && shown < 12; k++) { /* a long one: the names that contain it */
         const char *h = cn->names[k];
@@ -513,8 +480,8 @@ static int class_id(const class_names *cn, const char *tok, int K) {
         for (const char *s = h; *s && !hit; s++) hit = !strncasecmp(s, tok, lt);
         if (hit) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d %s", shown++ ? ", " : "", k, h);
     }
-    if (shown) die("--class: unknown class '%s'; did you mean: %s", tok, list);
-    die("--class: unknown class '%s' (%d class names, e.g. 0 %s, 1 %s; configs/imagenet_classes.txt lists ImageNet's)", tok,
+    if (shown) gd_cli_die("--class: unknown class '%s'; did you mean: %s", tok, list);
+    gd_cli_die("--class: unknown class '%s' (%d class names, e.g. 0 %s, 1 %s; configs/imagenet_classes.txt lists ImageNet's)", tok,
         cn->n, cn->names[0], cn->names[1]);
     return -1;
 }
@@ -573,7 +540,7 @@ static void run_stage(stage *st, const opts *o, int N, int B, int64_t *labels, i
     float *x = malloc(sizeof(float) * (size_t)B * per);
     int32_t *y = calloc((size_t)B, sizeof(int32_t)), *ynull = calloc((size_t)B, sizeof(int32_t));
     uint64_t *seeds = malloc(sizeof(uint64_t) * (size_t)B);
-    if (!x || !y || !ynull || !seeds) die("out of memory for a batch of %d", B);
+    if (!x || !y || !ynull || !seeds) gd_cli_die("out of memory for a batch of %d", B);
     for (int i = 0; i < B; i++) ynull[i] = mc->num_classes; /* the null label's index */
     gd_net_denoiser den = {0};
     gd_classifier_guidance guide[MAX_CLASSIFIERS];
@@ -595,11 +562,11 @@ static void run_stage(stage *st, const opts *o, int N, int B, int64_t *labels, i
             for (int i = 0; i < st->n_cls; i++) gd_classifier_guidance_free(&guide[i]);
             if (gd_net_denoiser_init(&den, st->model, nbat, st->uncond ? ynull : y, st->use_cfg ? (float)o->cfg_scale : 1.0f,
                                      err, sizeof err))
-                die("%s", err);
+                gd_cli_die("%s", err);
             gd_guidance *chain = NULL;
             for (int i = st->use_classifier ? st->n_cls - 1 : -1; i >= 0; i--) {
                 if (gd_classifier_guidance_init(&guide[i], st->cls[i], nbat, y, (float)o->scale, st->use_entropy, err, sizeof err))
-                    die("%s", err);
+                    gd_cli_die("%s", err);
                 guide[i].t_lo = o->t_lo[i];
                 guide[i].t_hi = o->t_hi[i];
                 guide[i].eds_t_lo = o->eds_lo;
@@ -607,7 +574,7 @@ static void run_stage(stage *st, const opts *o, int N, int B, int64_t *labels, i
                 guide[i].base.next = chain;
                 chain = &guide[i].base;
             }
-            if (gd_rng_noise_init(&noise, nbat, per, !st->rng_torch)) die("out of memory");
+            if (gd_rng_noise_init(&noise, nbat, per, !st->rng_torch)) gd_cli_die("out of memory");
             gd_sampler_params sp = {.diffusion = st->diff,
                                     .var_type = mc->learn_sigma ? GD_VAR_LEARNED_RANGE
                                                 : mc->sigma_small ? GD_VAR_FIXED_SMALL
@@ -617,7 +584,7 @@ static void run_stage(stage *st, const opts *o, int N, int B, int64_t *labels, i
                                     .model = &den.base, .guidance = chain, .noise = &noise.base,
                                     .progress = on_step, .progress_user = pr};
             smp = gd_sampler_new(&sp);
-            if (!smp) die("out of memory");
+            if (!smp) gd_cli_die("out of memory");
             planned_b = nbat;
             st->t_plan += gd_time_now() - t0;
         }
@@ -637,7 +604,7 @@ static void run_stage(stage *st, const opts *o, int N, int B, int64_t *labels, i
                     for (int p = 0; p < ls * ls; p++)
                         den.low_res[(size_t)i * lper + (size_t)c * ls * ls + p] = (float)im[p * C + c] / 127.5f - 1.0f;
             }
-        if (gd_sampler_run(smp, x)) die("sampling failed: %s", gd_last_error());
+        if (gd_sampler_run(smp, x)) gd_cli_die("sampling failed: %s", gd_last_error());
         if (st->rng_torch) torch_gen = noise.gens[0];
         gd_to_uint8(x, nkeep, C, S, S, images + (size_t)n0 * per);
         st->t_sample += gd_time_now() - t0;
@@ -665,11 +632,12 @@ static gd_diffusion *make_diffusion(const gd_config *mc, const char *respacing, 
     }
     char err[600];
     gd_diffusion *diff = gd_diffusion_new(mc->noise_schedule, mc->diffusion_steps, resp, err, sizeof err);
-    if (!diff) die("%s", err);
+    if (!diff) gd_cli_die("%s", err);
     return diff;
 }
 
 int main(int argc, char **argv) {
+    gd_cli_set_program(prog);
     opts o;
     parse_args(argc, argv, &o);
     if (o.list_presets) {
@@ -697,7 +665,7 @@ int main(int argc, char **argv) {
         if (!o.n_classifiers && o.use_classifier && ps.classifier && !o.base_npz) stems[1] = ps.classifier, preset_classifier = 1;
         if (!o.upsampler && ps.upsampler) stems[2] = ps.upsampler;
         if (o.base_npz && !ps.upsampler && !o.upsampler)
-            die("--base-npz: preset %s has no upsampler (the cascade presets: imagenet64-256, imagenet128-512)", ps.name);
+            gd_cli_die("--base-npz: preset %s has no upsampler (the cascade presets: imagenet64-256, imagenet128-512)", ps.name);
         char missing[2048] = "", pts[2048] = "";
         int nmiss = 0;
         for (int i = 0; i < 3; i++) {
@@ -710,7 +678,7 @@ int main(int argc, char **argv) {
         }
         if (nmiss) {
             const char *dir = o.models_dir ? o.models_dir : "models";
-            die("preset %s needs %s, which %s missing; download%s (%s) and convert %s: python3 scripts/convert_checkpoint.py%s -d %s",
+            gd_cli_die("preset %s needs %s, which %s missing; download%s (%s) and convert %s: python3 scripts/convert_checkpoint.py%s -d %s",
                 ps.name, missing, nmiss > 1 ? "are" : "is", pts, ps.download ? ps.download : "see configs/checkpoints.json",
                 nmiss > 1 ? "them" : "it", pts, dir);
         }
@@ -729,8 +697,8 @@ int main(int argc, char **argv) {
     if (o.save_base) check_writable("--save-base", o.save_base);
     if (o.save_each) {
         struct stat st;
-        if (stat(o.save_each, &st) || !S_ISDIR(st.st_mode)) die("--save-each: '%s' is not a directory", o.save_each);
-        if (access(o.save_each, W_OK)) die("--save-each: '%s' is not writable", o.save_each);
+        if (stat(o.save_each, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("--save-each: '%s' is not a directory", o.save_each);
+        if (access(o.save_each, W_OK)) gd_cli_die("--save-each: '%s' is not writable", o.save_each);
     }
 
     /* ---- models ---- */
@@ -740,33 +708,33 @@ int main(int argc, char **argv) {
     if (o.upsampler) {
         up = load("upsampler", o.upsampler, o.upsampler_config);
         uc = gd_model_config(up);
-        if (uc->kind != GD_NET_SUPERRES) die("%s: not a super-resolution model (model \"superres\")", o.upsampler);
+        if (uc->kind != GD_NET_SUPERRES) gd_cli_die("%s: not a super-resolution model (model \"superres\")", o.upsampler);
     }
     if (!o.base_npz || !up) {
         if (!o.model && !file_exists(DEFAULT_MODEL))
-            die("no model given (-m) and no default model at " DEFAULT_MODEL "; pass -m MODEL.safetensors or --preset NAME");
+            gd_cli_die("no model given (-m) and no default model at " DEFAULT_MODEL "; pass -m MODEL.safetensors or --preset NAME");
         model = load("model", model_path, o.model_config);
         mc = gd_model_config(model);
         if (mc->kind == GD_NET_SUPERRES) {
-            if (up) die("%s is a super-resolution model; give the base model with -m and the upsampler with --upsampler", model_path);
-            if (!o.base_npz) die("%s is a super-resolution model: give the images to upsample with --base-npz", model_path);
+            if (up) gd_cli_die("%s is a super-resolution model; give the base model with -m and the upsampler with --upsampler", model_path);
+            if (!o.base_npz) gd_cli_die("%s is a super-resolution model: give the images to upsample with --base-npz", model_path);
             up = model, uc = mc, model = NULL, mc = NULL; /* upsample only */
-            if (o.upsampler_config) die("--upsampler-config: the upsampler is -m; use --model-config");
+            if (o.upsampler_config) gd_cli_die("--upsampler-config: the upsampler is -m; use --model-config");
         } else if (mc->kind != GD_NET_UNET) {
-            die("%s: not a diffusion U-Net (model \"classifier\")", model_path);
+            gd_cli_die("%s: not a diffusion U-Net (model \"classifier\")", model_path);
         }
     }
-    if (o.base_npz && mc) die("--base-npz needs an upsampler: -m SUPERRES.safetensors, --upsampler PATH or a cascade preset");
+    if (o.base_npz && mc) gd_cli_die("--base-npz needs an upsampler: -m SUPERRES.safetensors, --upsampler PATH or a cascade preset");
     if (!mc && (o.use_classifier || o.use_cfg || o.n_classifiers))
-        die("guidance applies to a base model; the upsampler runs unguided (as guided-diffusion's super_res_sample.py)");
-    if (!mc && o.save_base) die("--save-base: there is no base stage with --base-npz");
+        gd_cli_die("guidance applies to a base model; the upsampler runs unguided (as guided-diffusion's super_res_sample.py)");
+    if (!mc && o.save_base) gd_cli_die("--save-base: there is no base stage with --base-npz");
     if (ps.js && preset_model && mc && ps.expect_schedule && strcmp(mc->noise_schedule, ps.expect_schedule))
-        die("preset %s expects a %s noise schedule but %s has %s; was it converted from the right checkpoint?", ps.name,
+        gd_cli_die("preset %s expects a %s noise schedule but %s has %s; was it converted from the right checkpoint?", ps.name,
             ps.expect_schedule, model_path, mc->noise_schedule);
-    if (mc && o.use_cfg && !mc->null_class) die("--guidance cfg needs a model trained with a null class (config null_class)");
-    if (o.uncond && !mc) die("--uncond applies to a base model, not to an upsampler");
-    if (o.uncond && !mc->null_class) die("--uncond needs a model trained with a null class (config null_class)");
-    if (o.uncond && o.use_cfg) die("--uncond and --guidance cfg exclude each other (cfg mixes both passes itself)");
+    if (mc && o.use_cfg && !mc->null_class) gd_cli_die("--guidance cfg needs a model trained with a null class (config null_class)");
+    if (o.uncond && !mc) gd_cli_die("--uncond applies to a base model, not to an upsampler");
+    if (o.uncond && !mc->null_class) gd_cli_die("--uncond needs a model trained with a null class (config null_class)");
+    if (o.uncond && o.use_cfg) gd_cli_die("--uncond and --guidance cfg exclude each other (cfg mixes both passes itself)");
     gd_model *cls[MAX_CLASSIFIERS] = {0};
     if (mc && o.use_classifier) {
         if (!o.n_classifiers) {
@@ -775,35 +743,35 @@ int main(int argc, char **argv) {
             o.t_hi[0] = 1 << 30;
             o.n_classifiers = 1;
             if (!file_exists(DEFAULT_CLASSIFIER))
-                die("--guidance %s needs a classifier: pass --classifier PATH (no default at " DEFAULT_CLASSIFIER ")",
+                gd_cli_die("--guidance %s needs a classifier: pass --classifier PATH (no default at " DEFAULT_CLASSIFIER ")",
                     o.use_entropy ? "entropy" : "classifier");
         }
         for (int i = 0; i < o.n_classifiers; i++) {
             cls[i] = load("classifier", o.classifiers[i], o.classifier_config);
             const gd_config *cc = gd_model_config(cls[i]);
-            if (cc->kind != GD_NET_CLASSIFIER) die("%s: not a classifier", o.classifiers[i]);
+            if (cc->kind != GD_NET_CLASSIFIER) gd_cli_die("%s: not a classifier", o.classifiers[i]);
             if (cc->image_size != mc->image_size || cc->in_channels != mc->in_channels)
-                die("classifier %s sees %dx%dx%d images, the model makes %dx%dx%d", o.classifiers[i], cc->in_channels,
+                gd_cli_die("classifier %s sees %dx%dx%d images, the model makes %dx%dx%d", o.classifiers[i], cc->in_channels,
                     cc->image_size, cc->image_size, mc->in_channels, mc->image_size, mc->image_size);
             if (mc->class_cond && cc->num_classes != mc->num_classes)
-                die("classifier %s has %d classes, the model %d", o.classifiers[i], cc->num_classes, mc->num_classes);
+                gd_cli_die("classifier %s has %d classes, the model %d", o.classifiers[i], cc->num_classes, mc->num_classes);
             if (cc->has_schedule &&
                 (cc->diffusion_steps != mc->diffusion_steps || strcmp(cc->noise_schedule, mc->noise_schedule)))
-                die("classifier %s was trained for a %s schedule of %d steps, the model uses %s with %d",
+                gd_cli_die("classifier %s was trained for a %s schedule of %d steps, the model uses %s with %d",
                     o.classifiers[i], cc->noise_schedule, cc->diffusion_steps, mc->noise_schedule, mc->diffusion_steps);
             if (preset_classifier && ps.expect_depth && cc->num_res_blocks != ps.expect_depth)
-                die("preset %s expects a classifier of depth %d but %s has %d; was it converted from the right checkpoint?",
+                gd_cli_die("preset %s expects a classifier of depth %d but %s has %d; was it converted from the right checkpoint?",
                     ps.name, ps.expect_depth, o.classifiers[i], cc->num_res_blocks);
         }
     } else if (o.n_classifiers) {
-        die("--classifier given without --guidance classifier or entropy");
+        gd_cli_die("--classifier given without --guidance classifier or entropy");
     }
     if (up && mc && (uc->small_size != mc->image_size || uc->in_channels != mc->in_channels))
-        die("upsampler %s takes %dx%dx%d images, the base model makes %dx%dx%d", o.upsampler, uc->in_channels, uc->small_size,
+        gd_cli_die("upsampler %s takes %dx%dx%d images, the base model makes %dx%dx%d", o.upsampler, uc->in_channels, uc->small_size,
             uc->small_size, mc->in_channels, mc->image_size, mc->image_size);
     if (up && mc && uc->class_cond && (mc->class_cond || o.use_classifier) &&
         uc->num_classes != (o.use_classifier ? gd_model_config(cls[0])->num_classes : mc->num_classes))
-        die("upsampler %s has %d classes, the base model's labels have %d", o.upsampler, uc->num_classes,
+        gd_cli_die("upsampler %s has %d classes, the base model's labels have %d", o.upsampler, uc->num_classes,
             o.use_classifier ? gd_model_config(cls[0])->num_classes : mc->num_classes);
 
     /* ---- base images to upsample ---- */
@@ -813,11 +781,11 @@ int main(int argc, char **argv) {
     if (o.base_npz) {
         int h, w, c;
         char err[600];
-        if (gd_read_npz(o.base_npz, &base_in, &base_n, &h, &w, &c, &base_labels, err, sizeof err)) die("%s", err);
+        if (gd_read_npz(o.base_npz, &base_in, &base_n, &h, &w, &c, &base_labels, err, sizeof err)) gd_cli_die("%s", err);
         if (h != uc->small_size || w != uc->small_size || c != uc->in_channels)
-            die("--base-npz: %s holds %dx%dx%d images; the upsampler takes %dx%dx%d", o.base_npz, h, w, c, uc->small_size,
+            gd_cli_die("--base-npz: %s holds %dx%dx%d images; the upsampler takes %dx%dx%d", o.base_npz, h, w, c, uc->small_size,
                 uc->small_size, uc->in_channels);
-        if (!base_n) die("--base-npz: %s holds no images", o.base_npz);
+        if (!base_n) gd_cli_die("--base-npz: %s holds no images", o.base_npz);
         if (!o.given_n) o.num_samples = base_n;
     }
 
@@ -827,7 +795,7 @@ int main(int argc, char **argv) {
     int K = mc ? (o.use_classifier ? gd_model_config(cls[0])->num_classes : mc->num_classes) : uc->num_classes;
     int labelled = mc ? mc->class_cond || o.use_classifier || (up && uc->class_cond) : uc->class_cond || base_labels != NULL;
     if (o.classes && !labelled)
-        die("--class: the model is unconditional and no classifier guidance was asked");
+        gd_cli_die("--class: the model is unconditional and no classifier guidance was asked");
     int N = o.num_samples, B = o.batch_size < N ? o.batch_size : N;
     if (!o.seed_given) {
         struct timespec ts;
@@ -840,16 +808,16 @@ int main(int argc, char **argv) {
         snprintf(buf, sizeof buf, "%s", o.classes);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             while (*tok == ' ') tok++;
-            if (nlist == MAX_LABELS) die("--class: at most %d classes in a list", MAX_LABELS);
+            if (nlist == MAX_LABELS) gd_cli_die("--class: at most %d classes in a list", MAX_LABELS);
             list[nlist++] = class_id(&cn, tok, K);
         }
-        if (!nlist) die("--class: empty list");
+        if (!nlist) gd_cli_die("--class: empty list");
     }
     if (!mc && random_class && uc->class_cond && !base_labels)
-        die("the upsampler is class-conditional and %s has no labels (arr_1); pass --class", o.base_npz);
+        gd_cli_die("the upsampler is class-conditional and %s has no labels (arr_1); pass --class", o.base_npz);
     for (int i = 0; !mc && random_class && base_labels && i < base_n; i++)
         if (base_labels[i] < 0 || base_labels[i] >= K)
-            die("--base-npz: label %lld of image %d is not in [0, %d)", (long long)base_labels[i], i, K);
+            gd_cli_die("--base-npz: label %lld of image %d is not in [0, %d)", (long long)base_labels[i], i, K);
 
     /* ---- schedules ---- */
     char resp[64] = "", up_resp[64] = "";
@@ -858,7 +826,7 @@ int main(int argc, char **argv) {
     if (up) up_diff = make_diffusion(uc, o.up_respacing, o.up_steps ? o.up_steps : 250, 0, up_resp, sizeof up_resp);
 
     int64_t *labels = calloc((size_t)((N + B - 1) / B * B), sizeof(int64_t)); /* room for a full last batch */
-    if (!labels) die("out of memory for %d samples", N);
+    if (!labels) gd_cli_die("out of memory for %d samples", N);
     for (int i = 0; i < (N + B - 1) / B * B; i++) {
         unsigned long long gi = (unsigned long long)(o.first + i); /* the sample's global index */
         if (!random_class) {
@@ -922,11 +890,11 @@ int main(int argc, char **argv) {
                     uc->small_size, uc->image_size, uc->model_channels, uc->class_cond, uc->noise_schedule);
     }
     uint8_t *base_images = NULL, *images = malloc((size_t)N * per);
-    if (!images) die("out of memory for %d samples", N);
+    if (!images) gd_cli_die("out of memory for %d samples", N);
     stage sb = {0}, su = {0};
     if (mc) {
         base_images = up ? malloc((size_t)N * mc->in_channels * mc->image_size * mc->image_size) : images;
-        if (!base_images) die("out of memory for %d samples", N);
+        if (!base_images) gd_cli_die("out of memory for %d samples", N);
         sb = (stage){.model = model, .diff = diff, .ddim = o.ddim, .clip = o.clip, .eta = (float)o.eta, .cls = cls,
                      .n_cls = o.n_classifiers, .use_classifier = o.use_classifier, .use_entropy = o.use_entropy,
                      .use_cfg = o.use_cfg, .uncond = o.uncond, .rng_torch = o.rng_torch};
@@ -986,25 +954,25 @@ int main(int argc, char **argv) {
         }
     }
     char *params = cJSON_PrintUnformatted(js);
-    if (gd_write_png_grid(o.out, images, N, S, S, C, o.grid_cols, "parameters", params, err, sizeof err)) die("%s", err);
-    written[n_written++] = o.out;
+    if (gd_write_png_grid(o.out, images, N, S, S, C, o.grid_cols, "parameters", params, err, sizeof err)) gd_cli_die("%s", err);
+    gd_cli_remove_on_error(o.out);
     char tmp[PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", sidecar, (int)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%s\n", params) < 0 || fclose(f) || rename(tmp, sidecar)) {
         unlink(tmp);
-        die("cannot write %s", sidecar);
+        gd_cli_die("cannot write %s", sidecar);
     }
-    written[n_written++] = sidecar;
+    gd_cli_remove_on_error(sidecar);
     if (o.npz) {
-        if (gd_write_npz(o.npz, images, N, S, S, C, labelled ? labels : NULL, err, sizeof err)) die("%s", err);
-        written[n_written++] = o.npz;
+        if (gd_write_npz(o.npz, images, N, S, S, C, labelled ? labels : NULL, err, sizeof err)) gd_cli_die("%s", err);
+        gd_cli_remove_on_error(o.npz);
     }
     if (o.save_base) {
         if (gd_write_npz(o.save_base, base_images, N, mc->image_size, mc->image_size, mc->in_channels, labelled ? labels : NULL,
                          err, sizeof err))
-            die("%s", err);
-        written[n_written++] = o.save_base;
+            gd_cli_die("%s", err);
+        gd_cli_remove_on_error(o.save_base);
     }
     for (int i = 0; o.save_each && i < N; i++) {
         char p[PATH_MAX + 64];
@@ -1014,7 +982,7 @@ int main(int argc, char **argv) {
                      (int)labels[i]);
         else
             snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu.png", o.save_each, gi, o.seed + (unsigned long long)gi);
-        if (gd_write_png_grid(p, images + (size_t)i * per, 1, S, S, C, 1, "parameters", params, err, sizeof err)) die("%s", err);
+        if (gd_write_png_grid(p, images + (size_t)i * per, 1, S, S, C, 1, "parameters", params, err, sizeof err)) gd_cli_die("%s", err);
     }
     double t_write = gd_time_now() - t0;
     if (!o.quiet) {

@@ -2,6 +2,7 @@
  * EncoderUNet classifier (noise-aware with CE or ECT, or on clean images) from one JSON run config.
  * Every random choice is a function of (seed, step), and checkpoints hold the optimizer state, so
  * a stopped and resumed run produces the same weights as an uninterrupted one. */
+#include "gd_cli.h"
 #include "gd_dataset.h"
 #include "gd_model.h"
 #include "gd_optim.h"
@@ -20,18 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static void die(const char *fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    for (char *c = buf; *c; c++)
-        if (*c == '\n') *c = ' ';
-    fprintf(stderr, "ddpm-train: %s\n", buf);
-    exit(2);
-}
 
 static void usage(FILE *f) {
     fprintf(f, "usage: ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]\n"
@@ -52,14 +41,14 @@ static void usage(FILE *f) {
 static double num(const cJSON *o, const char *k, double def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!v) return def;
-    if (!cJSON_IsNumber(v)) die("run config: \"%s\" must be a number", k);
+    if (!cJSON_IsNumber(v)) gd_cli_die("run config: \"%s\" must be a number", k);
     return v->valuedouble;
 }
 
 static const char *str(const cJSON *o, const char *k, const char *def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!v) return def;
-    if (!cJSON_IsString(v)) die("run config: \"%s\" must be a string", k);
+    if (!cJSON_IsString(v)) gd_cli_die("run config: \"%s\" must be a string", k);
     return v->valuestring;
 }
 
@@ -72,13 +61,13 @@ static void step_rng(gd_rng *r, uint64_t seed, int64_t step, uint64_t stream) {
 
 static char *read_file(const char *path) {
     FILE *f = fopen(path, "rb");
-    if (!f) die("%s: %s", path, strerror(errno));
+    if (!f) gd_cli_die("%s: %s", path, strerror(errno));
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1 << 24)) die("%s: not a run config", path);
+    if (n < 0 || n > (1 << 24)) gd_cli_die("%s: not a run config", path);
     char *b = malloc((size_t)n + 1);
-    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) die("%s: read error", path);
+    if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) gd_cli_die("%s: read error", path);
     b[n] = 0;
     fclose(f);
     return b;
@@ -100,7 +89,7 @@ static void write_model(const char *path, gd_optim *opt, gd_net *net, const char
         gd_st_writer_add(w, name, GD_ST_F32, t->ndim, t->ne, src);
     }
     char err[512];
-    if (gd_st_writer_save(w, path, err, sizeof err)) die("%s", err);
+    if (gd_st_writer_save(w, path, err, sizeof err)) gd_cli_die("%s", err);
     gd_st_writer_free(w);
 }
 
@@ -120,25 +109,25 @@ static void flip_some(gd_rng *r, float *x, int B, int rows, int w) {
 
 /* Test accuracy of a trained classifier at given original timesteps (x_t from fixed noise). */
 static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, const char *ts) {
-    if (cfg->kind != GD_NET_CLASSIFIER) die("--eval is for classifier runs");
+    if (cfg->kind != GD_NET_CLASSIFIER) gd_cli_die("--eval is for classifier runs");
     const cJSON *tc = cJSON_GetObjectItemCaseSensitive(run, "test_data");
     gd_dataset test;
     char err[600], path[PATH_MAX];
     if (gd_dataset_load_idx(str(tc, "images", "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
                             str(tc, "labels", "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"), &test, err,
                             sizeof err))
-        die("%s", err);
+        gd_cli_die("%s", err);
     if (test.h != cfg->image_size || test.w != cfg->image_size || test.c != cfg->in_channels)
-        die("test data are %dx%dx%d images, the classifier takes %dx%dx%d", test.c, test.h, test.w, cfg->in_channels,
+        gd_cli_die("test data are %dx%dx%d images, the classifier takes %dx%dx%d", test.c, test.h, test.w, cfg->in_channels,
             cfg->image_size, cfg->image_size);
     snprintf(path, sizeof path, "%s/model.safetensors", out);
     gd_model *m = gd_model_load(path, NULL, err, sizeof err);
-    if (!m) die("%s", err);
+    if (!m) gd_cli_die("%s", err);
     gd_diffusion *diff = gd_diffusion_new(cfg->noise_schedule, cfg->diffusion_steps, "", err, sizeof err);
-    if (!diff) die("%s", err);
+    if (!diff) gd_cli_die("%s", err);
     const int B = 100, per = cfg->in_channels * cfg->image_size * cfg->image_size;
     gd_net *net = gd_net_new(m, B, 0, err, sizeof err);
-    if (!net) die("%s", err);
+    if (!net) gd_cli_die("%s", err);
     float *x0 = malloc(sizeof(float) * (size_t)B * per), *noise = malloc(sizeof(float) * (size_t)B * per);
     int32_t idx[100], lab[100];
     int kk[100];
@@ -146,7 +135,7 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
     snprintf(buf, sizeof buf, "%s", ts);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         int t = atoi(tok);
-        if (t < 0 || t >= diff->K) die("--eval: timestep %d outside [0, %d)", t, diff->K);
+        if (t < 0 || t >= diff->K) gd_cli_die("--eval: timestep %d outside [0, %d)", t, diff->K);
         long correct = 0, total = 0;
         for (int b0 = 0; b0 < test.n; b0 += B) {
             /* the last batch is padded by repeating its last image; only real images count */
@@ -180,6 +169,7 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
 }
 
 int main(int argc, char **argv) {
+    gd_cli_set_program("ddpm-train");
     const char *run_path = NULL;
     int resume = 0, quiet = 0, threads = 0;
     long long stop_after = -1;
@@ -196,27 +186,27 @@ int main(int argc, char **argv) {
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = atoll(argv[++i]);
         else if (!strcmp(a, "--eval") && i + 1 < argc) eval_ts = argv[++i];
-        else die("unknown or incomplete option '%s' (see --help)", a);
+        else gd_cli_die("unknown or incomplete option '%s' (see --help)", a);
     }
-    if (!run_path) die("need -c RUN.json (see --help)");
+    if (!run_path) gd_cli_die("need -c RUN.json (see --help)");
     if (threads > 0) gd_set_threads(threads);
     char *text = read_file(run_path);
     cJSON *run = cJSON_Parse(text);
-    if (!run || !cJSON_IsObject(run)) die("%s: not a JSON object", run_path);
+    if (!run || !cJSON_IsObject(run)) gd_cli_die("%s: not a JSON object", run_path);
     const char *kind = str(run, "kind", "diffusion");
     int diffusion = !strcmp(kind, "diffusion");
-    if (!diffusion && strcmp(kind, "classifier")) die("run config: kind must be diffusion or classifier");
+    if (!diffusion && strcmp(kind, "classifier")) gd_cli_die("run config: kind must be diffusion or classifier");
     const cJSON *mcfg = cJSON_GetObjectItemCaseSensitive(run, "model");
-    if (!cJSON_IsObject(mcfg)) die("run config: \"model\" must be a model config object (docs/config.md)");
+    if (!cJSON_IsObject(mcfg)) gd_cli_die("run config: \"model\" must be a model config object (docs/config.md)");
     char *mjson = cJSON_PrintUnformatted(mcfg), err[600];
     gd_config cfg;
-    if (gd_config_parse(mjson, &cfg, err, sizeof err)) die("%s", err);
-    if (diffusion != (cfg.kind == GD_NET_UNET)) die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
+    if (gd_config_parse(mjson, &cfg, err, sizeof err)) gd_cli_die("%s", err);
+    if (diffusion != (cfg.kind == GD_NET_UNET)) gd_cli_die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
     const char *out = str(run, "out", NULL);
-    if (!out) die("run config: \"out\" (a directory) is required");
+    if (!out) gd_cli_die("run config: \"out\" (a directory) is required");
     mkdir(out, 0777);
     struct stat st;
-    if (stat(out, &st) || !S_ISDIR(st.st_mode)) die("cannot create output directory %s", out);
+    if (stat(out, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("cannot create output directory %s", out);
 
     if (eval_ts) {
         int rc = evaluate(run, &cfg, out, eval_ts);
@@ -232,18 +222,18 @@ int main(int argc, char **argv) {
     gd_dataset data;
     if (str(dcfg, "folder", NULL)) {
         if (gd_dataset_load_folder(str(dcfg, "folder", NULL), cfg.in_channels, cfg.image_size, &data, err, sizeof err))
-            die("%s", err);
+            gd_cli_die("%s", err);
     } else {
         if (gd_dataset_load_idx(str(dcfg, "images", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
                                 str(dcfg, "labels", "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"), &data,
                                 err, sizeof err))
-            die("%s", err);
+            gd_cli_die("%s", err);
     }
     if (data.h != cfg.image_size || data.w != cfg.image_size || data.c != cfg.in_channels)
-        die("data are %dx%dx%d images, the model takes %dx%dx%d", data.c, data.h, data.w, cfg.in_channels, cfg.image_size,
+        gd_cli_die("data are %dx%dx%d images, the model takes %dx%dx%d", data.c, data.h, data.w, cfg.in_channels, cfg.image_size,
             cfg.image_size);
     if ((diffusion && cfg.class_cond) || !diffusion)
-        if (data.num_classes > cfg.num_classes) die("data have %d classes, the model %d", data.num_classes, cfg.num_classes);
+        if (data.num_classes > cfg.num_classes) gd_cli_die("data have %d classes, the model %d", data.num_classes, cfg.num_classes);
 
     /* ---- model, schedule, optimizer ---- */
     const int B = (int)num(run, "batch_size", 64);
@@ -256,14 +246,14 @@ int main(int argc, char **argv) {
        evaluator otherwise overfits within a few epochs */
     const int hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "hflip"));
     const int64_t ckpt_every = (int64_t)num(run, "checkpoint_every", 1000), log_every = (int64_t)num(run, "log_every", 50);
-    if (B < 1 || steps < 1 || label_dropout < 0 || label_dropout > 1) die("run config: bad batch_size, steps or label_dropout");
-    if (label_dropout > 0 && !cfg.null_class) die("run config: label_dropout needs a model with null_class");
+    if (B < 1 || steps < 1 || label_dropout < 0 || label_dropout > 1) gd_cli_die("run config: bad batch_size, steps or label_dropout");
+    if (label_dropout > 0 && !cfg.null_class) gd_cli_die("run config: label_dropout needs a model with null_class");
     gd_model *m = gd_model_random(&cfg, seed + 1);
     gd_diffusion *diff = gd_diffusion_new(cfg.noise_schedule, cfg.diffusion_steps, "", err, sizeof err);
-    if (!diff) die("%s", err);
+    if (!diff) gd_cli_die("%s", err);
     gd_model_make_trainable(m);
     gd_net *net = gd_net_new_train(m, B, err, sizeof err);
-    if (!net) die("%s", err);
+    if (!net) gd_cli_die("%s", err);
     const cJSON *oc = cJSON_GetObjectItemCaseSensitive(run, "optim");
     const char *decay = str(oc, "decay", "cosine");
     gd_optim_config ocfg = {.lr = num(oc, "lr", 2e-4), .beta1 = num(oc, "beta1", 0.9), .beta2 = num(oc, "beta2", 0.999),
@@ -288,11 +278,11 @@ int main(int argc, char **argv) {
     snprintf(model_out, sizeof model_out, "%s/model.safetensors", out);
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", out);
     if (resume && !access(ckpt, F_OK)) {
-        if (gd_optim_load(opt, ckpt, err, sizeof err)) die("%s", err);
+        if (gd_optim_load(opt, ckpt, err, sizeof err)) gd_cli_die("%s", err);
         if (!quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)gd_optim_step_count(opt));
     }
     FILE *logf = fopen(log_path, resume ? "a" : "w");
-    if (!logf) die("%s: %s", log_path, strerror(errno));
+    if (!logf) gd_cli_die("%s: %s", log_path, strerror(errno));
 
     /* ---- loop ---- */
     const int per = cfg.in_channels * cfg.image_size * cfg.image_size, K = diff->K;
@@ -305,10 +295,10 @@ int main(int argc, char **argv) {
     double t0 = gd_time_now(), loss_acc = 0, mse_acc = 0, vb_acc = 0;
     int64_t acc_n = 0, start = gd_optim_step_count(opt);
     gd_loss_terms *terms = malloc(sizeof *terms * (size_t)B);
-    if (B > 4096) die("run config: batch_size at most 4096");
+    if (B > 4096) gd_cli_die("run config: batch_size at most 4096");
     for (int64_t s = start; s < steps; s++) {
         if (stop_after >= 0 && s - start >= stop_after) { /* a planned stop: checkpoint where we are */
-            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) die("%s", err);
+            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
             write_model(model_out, opt, net, mjson);
             break;
         }
@@ -356,7 +346,7 @@ int main(int argc, char **argv) {
             gd_net_forward(net);
             loss = gd_ect_loss(B, cfg.num_classes, outt->data, labels, ect, NULL, dout);
         }
-        if (gd_net_backward(net, dout)) die("backward: %s", gd_last_error());
+        if (gd_net_backward(net, dout)) gd_cli_die("backward: %s", gd_last_error());
         double gnorm = gd_optim_step(opt);
         loss_acc += loss;
         acc_n++;
@@ -374,7 +364,7 @@ int main(int argc, char **argv) {
             acc_n = 0;
         }
         if (done % ckpt_every == 0 || done == steps) {
-            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) die("%s", err);
+            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
             write_model(model_out, opt, net, mjson);
         }
     }
