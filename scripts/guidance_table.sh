@@ -245,6 +245,26 @@ report() {
         echo
         echo "![FID against scale](images/guidance_fid.png)"
         echo "![accuracy against scale](images/guidance_accuracy.png)"
+        echo
+        echo "## Samples at the best scales (conditional model, DDIM 25; the first 20 samples of every cell)"
+        echo
+        for m in $(methods cond); do
+            s=$(best_scale cond $m)
+            [ -n "$s" ] || continue
+            g="$OUT/grid-cond-$m-$s.png"
+            if [ ! -f "$g" ]; then
+                # shellcheck disable=SC2046
+                "$BIN/ddpm-sample" -q -t "$T" --seed 1000 -n 20 -b 20 --grid-cols 10 --class 0,1,2,3,4,5,6,7,8,9 \
+                    --sampler ddim --steps 25 $(flags cond $m "$s") -o "$g.tmp.png" >&2 || fail "grid of $m"
+                mv "$g.tmp.png" "$g"
+                rm -f "$g.tmp.png.json"
+            fi
+            cp "$g" "$img/guidance_grid_$m.png"
+            echo "$(label $m)$([ $m != none ] && echo ", scale $s"):"
+            echo
+            echo "![$(label $m)](images/guidance_grid_$m.png)"
+            echo
+        done
     } > "$md.tmp"
     mv "$md.tmp" "$md"
     echo "wrote $md" >&2
