@@ -10,6 +10,10 @@
  * truncating toward zero. */
 void gd_to_uint8(const float *x, int n, int c, int h, int w, uint8_t *out);
 
+/* The way back, for one image: NHWC uint8 -> NCHW float x/127.5 - 1 (guided-diffusion's
+ * image_datasets.py: arr.astype(np.float32) / 127.5 - 1). */
+void gd_from_uint8(const uint8_t *nhwc, int c, int h, int w, float *x);
+
 /* One PNG of n images (NHWC, c = 1 or 3) tiled in `cols` columns (0 = about square), with a
  * 2-pixel gap; text_key/text_value (may be NULL) go into a tEXt chunk before IEND. */
 int gd_write_png_grid(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, int cols,

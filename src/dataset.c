@@ -44,6 +44,7 @@
 #endif
 
 #include "gd_dataset.h"
+#include "gd_image.h"
 #include "gd_internal.h"
 
 #include <assert.h>
@@ -638,11 +639,7 @@ void gd_dataset_batch(const gd_dataset *d, const int32_t *idx, int count, float 
     size_t hw = (size_t)d->h * (size_t)d->w, c = (size_t)d->c;
     for (int b = 0; b < count; b++) {
         assert(idx[b] >= 0 && idx[b] < d->n);
-        const uint8_t *img = d->images + (size_t)idx[b] * hw * c;
-        float *xb = x + (size_t)b * c * hw;
-        for (size_t ch = 0; ch < c; ch++)
-            for (size_t p = 0; p < hw; p++)
-                xb[ch * hw + p] = (float)img[p * c + ch] / 127.5f - 1.0f;
+        gd_from_uint8(d->images + (size_t)idx[b] * hw * c, d->c, d->h, d->w, x + (size_t)b * c * hw);
         if (y) y[b] = d->labels[idx[b]];
     }
 }

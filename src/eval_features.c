@@ -1,6 +1,7 @@
 /* The evaluator network run over image batches: features for FID/precision/recall, logits for
  * accuracy and the Inception-style score. */
 #include "gd_eval.h"
+#include "gd_image.h"
 #include "gd_model.h"
 #include "gd_tensor.h"
 
@@ -66,10 +67,7 @@ int gd_evaluator_run(gd_evaluator *e, const uint8_t *nhwc, int64_t n, int h, int
         int64_t m = n - b0 < e->batch ? n - b0 : e->batch;
         /* a short last batch repeats its last image; only the real rows are copied out */
         for (int64_t i = 0; i < e->batch; i++) {
-            const uint8_t *img = nhwc + (b0 + (i < m ? i : m - 1)) * per;
-            float *xi = x + i * per;
-            for (int ch = 0; ch < c; ch++)
-                for (int64_t p = 0; p < hw; p++) xi[ch * hw + p] = (float)img[p * c + ch] / 127.5f - 1.0f;
+            gd_from_uint8(nhwc + (b0 + (i < m ? i : m - 1)) * per, c, h, w, x + i * per);
         }
         if (gd_net_forward(e->net)) {
             snprintf(err, errlen, "evaluator forward: %s", gd_last_error());

@@ -160,6 +160,12 @@ static inline uint8_t to_u8(float x) {
     return (uint8_t)y; /* truncation toward zero */
 }
 
+void gd_from_uint8(const uint8_t *nhwc, int c, int h, int w, float *x) {
+    const size_t hw = (size_t)h * (size_t)w;
+    for (size_t ch = 0; ch < (size_t)c; ch++)
+        for (size_t p = 0; p < hw; p++) x[ch * hw + p] = (float)nhwc[p * (size_t)c + ch] / 127.5f - 1.0f;
+}
+
 void gd_to_uint8(const float *x, int n, int c, int h, int w, uint8_t *out) {
     if (!x || !out || n <= 0 || c <= 0 || h <= 0 || w <= 0) return;
     const size_t hw = (size_t)h * (size_t)w;
