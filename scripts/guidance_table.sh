@@ -24,8 +24,8 @@ CE=models/fashion_classifier_ce.safetensors
 ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
-CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16"}
-CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5"}
+CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16 32"}
+CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8"}
 mkdir -p "$OUT"
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
 
@@ -286,7 +286,7 @@ set terminal pngcairo size 900,420 font ",10"
 set output "$img/guidance_$what.png"
 set multiplot layout 1,2
 set logscale x
-set xrange [0.8:20]
+set xrange [0.8:40]
 set xlabel "guidance scale (classifier scale s, or CFG weight w)"
 set ylabel "$what"
 set key top left
