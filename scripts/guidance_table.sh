@@ -25,7 +25,7 @@ ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16 32"}
-CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8 12"}
+CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8 12 16 24"}
 mkdir -p "$OUT"
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
 
