@@ -26,8 +26,8 @@ REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16 32"}
 CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8 12 16 24"}
-mkdir -p "$OUT"
-[ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] || make
+mkdir -p "$OUT/parts"
+[ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] || make
 
 # Functions run inside && lists and pipelines, where set -e does not reach: failures are checked
 # by hand, and stop the whole run (the cells done so far stay cached).
@@ -73,10 +73,10 @@ cell() { # row method scale sampler n
         for f in "$OUT/$1-$2-$3-$4-"*.npz; do
             [ -f "$f" ] || continue
             k=${f##*-}; k=${k%.npz}
+            case $k in '' | 0* | *[!0-9]*) continue ;; esac
             [ "$k" -lt "$5" ] && [ "$k" -gt "$have" ] && have=$k inputs=$f
         done
         first=$have
-        mkdir -p "$OUT/parts"
         while [ "$first" -lt "$5" ]; do
             count=$(( $5 - first ))
             [ "$count" -gt "$PART" ] && count=$PART
@@ -107,10 +107,11 @@ cell() { # row method scale sampler n
 # slices' mean and sd say how much of a difference between cells is sampling noise.
 QUARTERS=${QUARTERS:-4}
 spread() { # row method scale sampler n -> "mean sd" of the slices' FIDs (empty when not scored)
+    [ "$QUARTERS" -ge 2 ] && [ $(( $5 / QUARTERS )) -ge 2 ] || return 0
     name="$1-$2-$3-$4-$5" k=0 size=$(( $5 / QUARTERS ))
     [ -f "$OUT/$name.npz" ] || return 0
     while [ $k -lt "$QUARTERS" ]; do
-        q="$OUT/parts/$name-q$k"
+        q="$OUT/parts/$name-slice-$((k * size))+$size"
         if [ ! -s "$q.json" ]; then
             "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null &&
                 "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" > "$q.json.tmp" ||
@@ -120,7 +121,7 @@ spread() { # row method scale sampler n -> "mean sd" of the slices' FIDs (empty 
         fi
         field "$q.json" fid
         k=$((k + 1))
-    done | awk '{ s += $1; ss += $1 * $1; n++ } END { if (n > 1) printf "%.3f %.3f\n", s / n, sqrt((ss - s * s / n) / (n - 1)) }'
+    done | awk '{ s += $1; ss += $1 * $1; n++ } END { if (n > 1) v = (ss - s * s / n) / (n - 1); printf "%.3f %.3f\n", s / n, sqrt(v > 0 ? v : 0) }'
 }
 
 field() { # file key -> number (the first, top-level occurrence; per_class repeats some keys)
@@ -152,13 +153,16 @@ best() {
     for row in cond uncond; do
         for m in $(methods $row); do
             s=$(best_scale $row $m)
+            [ -n "$s" ] || fail "choosing the best scale of $row $m (no sweep scores: run the sweep first)"
             cell $row $m "$s" ddim "$BEST_N"
         done
     done
     [ "$DDPM_N" -gt 0 ] || return 0
     for row in cond uncond; do
         for m in $(methods $row); do
-            cell $row $m "$(best_scale $row $m)" ddpm "$DDPM_N"
+            s=$(best_scale $row $m)
+            [ -n "$s" ] || fail "choosing the best scale of $row $m (no sweep scores: run the sweep first)"
+            cell $row $m "$s" ddpm "$DDPM_N"
         done
     done
 }
@@ -200,7 +204,9 @@ report() {
         echo
         echo "**Noise.** FID is biased upwards at small sample counts (roughly as 1/N), so compare cells of one size only."
         echo "The last column of the DDIM table scores $QUARTERS disjoint slices of each cell on their own: its sd is the"
-        echo "sampling noise of a $((BEST_N / QUARTERS))-sample FID (that of the whole cell is about half of it)."
+        echo "sampling noise of a $((BEST_N / QUARTERS))-sample FID (that of the whole cell is smaller, roughly by sqrt($QUARTERS))."
+        echo "The best scale is picked on the sweep's samples, which are also the first $SWEEP_N of the best cell: a small"
+        echo "selection bias in the best cells' favour, the same for every method."
         [ "$DDPM_N" -gt 0 ] && [ "$DDPM_N" -lt "$BEST_N" ] && echo "DDPM-250 costs ten times DDIM-25 per sample, hence its smaller cells: read its table for large gaps only."
         echo
         if [ "$BEST_N" -lt 2000 ] || [ "$DDPM_N" -eq 0 ] || [ "${UNCOND_SWEEP:-1}" = 0 ]; then
