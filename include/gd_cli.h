@@ -10,8 +10,9 @@ void gd_cli_set_program(const char *name);
  * a failed run leaves nothing half-written. At most 16 paths. */
 void gd_cli_remove_on_error(const char *path);
 
-/* Prints "PROGRAM: MESSAGE" as exactly one line (control characters, e.g. from names read out of
- * files, become '?') after flushing stdout, removes the registered outputs, exits with status 2. */
+/* Prints "PROGRAM: MESSAGE" as exactly one line (newline, CR and tab become spaces; other control
+ * characters, e.g. from names read out of files, '?') after flushing stdout, removes the registered
+ * outputs, exits with status 2. */
 _Noreturn void gd_cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The whole of v as a base-10 integer / a finite number in [lo, hi], or gd_cli_die naming flag. */

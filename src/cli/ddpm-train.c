@@ -134,8 +134,7 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
     char buf[512];
     snprintf(buf, sizeof buf, "%s", ts);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        int t = atoi(tok);
-        if (t < 0 || t >= diff->K) gd_cli_die("--eval: timestep %d outside [0, %d)", t, diff->K);
+        int t = (int)gd_cli_long("--eval", tok, 0, diff->K - 1);
         long correct = 0, total = 0;
         for (int b0 = 0; b0 < test.n; b0 += B) {
             /* the last batch is padded by repeating its last image; only real images count */
@@ -183,8 +182,8 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--resume")) resume = 1;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
         else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) run_path = argv[++i];
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = atoll(argv[++i]);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = (int)gd_cli_long(a, argv[++i], 1, 1024);
+        else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = gd_cli_long(a, argv[++i], 0, 2147483647L);
         else if (!strcmp(a, "--eval") && i + 1 < argc) eval_ts = argv[++i];
         else gd_cli_die("unknown or incomplete option '%s' (see --help)", a);
     }
