@@ -10,7 +10,7 @@
 #   scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]   (default all)
 # (sample-sweep only samples; eval-sweep only scores the cells already sampled)
 # Sizes: SWEEP_N (default 150), BEST_N (2000), DDPM_N (64: a guided DDPM-250 sample costs about
-# 2.6 s on 2 cores, ten times DDIM-25), PART, QUARTERS, THREADS (all cores); CLS_SCALES,
+# 3.8 s on 2 cores, 13 times DDIM-25), PART, QUARTERS, THREADS (all cores); CLS_SCALES,
 # CFG_SCALES (the sweeps), EVALUATOR and REF (ddpm-eval's), OUT.
 set -eu
 cd "$(dirname "$0")/.."
@@ -209,7 +209,7 @@ report() {
         echo "sampling noise of a $((BEST_N / QUARTERS))-sample FID (that of the whole cell is smaller, roughly by sqrt($QUARTERS))."
         echo "The best scale is picked on the sweep's samples, which are also the first $SWEEP_N of the best cell: a small"
         echo "selection bias in the best cells' favour, the same for every method."
-        [ "$DDPM_N" -gt 0 ] && [ "$DDPM_N" -lt "$BEST_N" ] && echo "DDPM-250 costs ten times DDIM-25 per sample, hence its smaller cells: read its table for large gaps only."
+        [ "$DDPM_N" -gt 0 ] && [ "$DDPM_N" -lt "$BEST_N" ] && echo "DDPM-250 costs about 13 times DDIM-25 per sample, hence its smaller cells: read its table for large gaps only."
         echo
         if [ "$BEST_N" -lt 2000 ] || [ "$DDPM_N" -eq 0 ] || [ "${UNCOND_SWEEP:-1}" = 0 ]; then
             echo "**Reduced run:** the issue's protocol asks for at least 2000 samples per best cell, an unconditional"

@@ -1,4 +1,5 @@
 /* ddpm-npz: inspect, merge and slice sample batches (.npz as guided-diffusion writes them). */
+#include "gd_cli.h"
 #include "gd_image.h"
 
 #include <stdio.h>
@@ -19,23 +20,17 @@ static int fail(const char *msg) {
     return 2;
 }
 
-/* a non-negative int, whole string */
-static int parse_count(const char *s, long *v) {
-    char *end;
-    *v = strtol(s, &end, 10);
-    return *s && !*end && *v >= 0 && *v <= 2147483647L;
-}
-
 static int slice(int argc, char **argv) {
     const char *out = NULL, *in = NULL;
     long first = -1, count = -1;
+    gd_cli_set_program("ddpm-npz");
     for (int i = 2; i < argc; i++) {
         int more = i + 1 < argc;
         if (!strcmp(argv[i], "-o") && more) out = argv[++i];
         else if (!strcmp(argv[i], "--first") && more) {
-            if (!parse_count(argv[++i], &first)) return fail("--first takes a number >= 0");
+            first = gd_cli_long("--first", argv[++i], 0, 2147483647L);
         } else if (!strcmp(argv[i], "--count") && more) {
-            if (!parse_count(argv[++i], &count) || !count) return fail("--count takes a number >= 1");
+            count = gd_cli_long("--count", argv[++i], 1, 2147483647L);
         } else if (argv[i][0] == '-' || in) {
             char err[300];
             snprintf(err, sizeof err, "slice: unexpected '%.200s'; usage: ddpm-npz slice -o OUT.npz --first I --count N IN.npz", argv[i]);
