@@ -10,28 +10,32 @@ BLASDIR ?= /usr/lib/x86_64-linux-gnu/openblas-openmp
 LDLIBS  = -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -llapacke -lopenblas -lcjson -lz -lm
 BUILD   ?= build
 
-LIB_SRC   = $(wildcard src/*.c)
+# The library's layers, lowest first (tests/test_layers.c checks that no file includes a header of
+# a higher layer); src/cli/ holds the tools and their one shared module.
+LAYERS    = util core io nn diffusion eval train
+LIB_SRC   = $(foreach l,$(LAYERS),$(wildcard src/$(l)/*.c))
 LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+CLI_SRC   = $(filter-out src/cli/ddpm-%.c,$(wildcard src/cli/*.c))
+CLI_OBJ   = $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
+HEADERS   = $(wildcard include/*.h src/*/*.h)
 TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all ref test check-fixtures bench fuzz asan clean
 all: $(BUILD)/libgd.a $(TOOLS:%=$(BUILD)/%)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
-
-$(BUILD)/obj:
-	mkdir -p $@
 
 $(BUILD)/libgd.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/%: src/cli/%.c $(BUILD)/libgd.a
-	$(CC) $(CFLAGS) $< $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/%: src/cli/%.c $(CLI_OBJ) $(BUILD)/libgd.a
+	$(CC) $(CFLAGS) $< $(CLI_OBJ) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
 
-$(BUILD)/gd-tests: $(TEST_SRC) tests/test.h tests/cli_util.h $(BUILD)/libgd.a
-	$(CC) $(CFLAGS) $(TEST_SRC) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
+$(BUILD)/gd-tests: $(TEST_SRC) tests/test.h tests/cli_util.h $(CLI_OBJ) $(BUILD)/libgd.a
+	$(CC) $(CFLAGS) $(TEST_SRC) $(CLI_OBJ) $(BUILD)/libgd.a $(LDFLAGS) $(LDLIBS) -o $@
 
 # Evaluator statistics of the Fashion-MNIST test set (ddpm-eval's default --ref); needs Debian's
 # dataset-fashion-mnist.
@@ -64,9 +68,9 @@ fuzz: build-fuzz/fuzz_safetensors
 	mkdir -p build-fuzz/corpus && cp tests/data/malformed/* tests/data/*.safetensors build-fuzz/corpus/
 	./build-fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus
 
-build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/safetensors.c include/gd_safetensors.h
+build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/io/safetensors.c src/util/errors.c include/gd_safetensors.h
 	mkdir -p build-fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude tests/fuzz_safetensors.c src/safetensors.c -lcjson -o $@
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude tests/fuzz_safetensors.c src/io/safetensors.c src/util/errors.c -lcjson -o $@
 
 clean:
 	rm -rf build build-asan build-fuzz

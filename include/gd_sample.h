@@ -1,6 +1,6 @@
 /* Samplers (DDPM ancestral, DDIM with eta) over a denoiser callback, with guidance as a list of
- * composable gradient terms. The sampler knows nothing about networks: src/denoise_net.c and
- * src/guidance.c adapt the ADM networks to these callbacks. */
+ * composable gradient terms. The sampler knows nothing about networks: src/diffusion/denoise_net.c and
+ * src/diffusion/guidance.c adapt the ADM networks to these callbacks. */
 #ifndef GD_SAMPLE_H
 #define GD_SAMPLE_H
 #include "gd_diffusion.h"

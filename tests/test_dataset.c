@@ -1,4 +1,4 @@
-/* Tests for src/dataset.c. Paths are relative to the project root (the runner's cwd). The data in
+/* Tests for src/io/dataset.c. Paths are relative to the project root (the runner's cwd). The data in
  * tests/data/dataset/ come from tests/data/dataset/make_data.py (numpy + PIL); the folder
  * datasets with errors are built in a temporary folder here. Fashion-MNIST is checked when the
  * Debian package dataset-fashion-mnist is installed (or $GD_FASHION_MNIST_DIR names a folder with

@@ -1,4 +1,4 @@
-/* Tests for src/optim.c against tests/fixtures/optim.safetensors (tests/reference/gen_optim_fixtures.py:
+/* Tests for src/train/optim.c against tests/fixtures/optim.safetensors (tests/reference/gen_optim_fixtures.py:
  * torch 1.13 AdamW + clip_grad_norm_ + guided-diffusion update_ema), plus the schedule, clipping,
  * thread-count independence, exact resume from a checkpoint and load errors. */
 #include "gd_optim.h"
@@ -170,7 +170,7 @@ static void test_replay_torch(void) {
     CHECK(norm_err <= 1e-6, "norm rel err %g", norm_err);
     for (int q = 0; q < 4; q++) CHECK(emax[q] <= 1e-6, "max rel err[%d] %g", q, emax[q]);
     /* Stricter: the committed fixture was made with torch's AVX2 kernels (FMA in add_/addcmul_),
-     * which src/optim.c reproduces bit for bit. A fixture regenerated with
+     * which src/train/optim.c reproduces bit for bit. A fixture regenerated with
      * ATEN_CPU_CAPABILITY=default would differ in the last bits and fail only this check. */
     CHECK(ndiff[0] + ndiff[1] + ndiff[2] + ndiff[3] == 0, "not bit-exact vs torch: %d elements differ",
           ndiff[0] + ndiff[1] + ndiff[2] + ndiff[3]);

@@ -1,4 +1,4 @@
-/* Tests for src/rng.c: PyTorch CPU generator reproduction, compared bit for bit with
+/* Tests for src/util/rng.c: PyTorch CPU generator reproduction, compared bit for bit with
  * tests/fixtures/rng.safetensors (written by tests/reference/gen_rng_fixtures.py with torch 1.13,
  * AVX2 kernels). Paths are relative to the project root (the runner's cwd). */
 #include "gd_rng.h"

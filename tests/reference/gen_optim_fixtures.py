@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes tests/fixtures/optim.safetensors: a short training run through torch.optim.AdamW
 (foreach=False, i.e. _single_tensor_adamw), torch.nn.utils.clip_grad_norm_ and guided-diffusion's
-update_ema, which src/optim.c must reproduce (tests/test_optim.c).
+update_ema, which src/train/optim.c must reproduce (tests/test_optim.c).
 
     /usr/bin/python3 tests/reference/gen_optim_fixtures.py [--out FILE] [--check]
 
@@ -46,7 +46,7 @@ SCALE = {2: 10.0, 4: 30.0}
 
 
 def lr_at(c, s):
-    """Learning rate of the step with 0-based index s; identical to sched_lr() in src/optim.c:
+    """Learning rate of the step with 0-based index s; identical to sched_lr() in src/train/optim.c:
     linear warm-up lr*(s+1)/warmup for s < warmup, then constant (decay_kind 0), or linear (1) /
     cosine (2) decay from lr at s = warmup to lr*final_frac at s = total_steps (held after)."""
     lr, w, tot = c["lr"], c["warmup_steps"], c["total_steps"]

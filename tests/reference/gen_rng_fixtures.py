@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes tests/fixtures/rng.safetensors: PyTorch CPU default-generator draws that src/rng.c must
+"""Writes tests/fixtures/rng.safetensors: PyTorch CPU default-generator draws that src/util/rng.c must
 reproduce bit for bit (tests/test_rng.c).
 
     /usr/bin/python3 tests/reference/gen_rng_fixtures.py [--out FILE]

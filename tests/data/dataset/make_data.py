@@ -119,7 +119,7 @@ for rel, (im, kw) in formats.items():
     exp += np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), dtype=np.uint8).tobytes()
 write("formats_expected_rgb.bin", exp)
 
-# ---- permutation reference (an independent implementation of src/dataset.c's) ------------
+# ---- permutation reference (an independent implementation of src/io/dataset.c's) ------------
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 

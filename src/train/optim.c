@@ -31,7 +31,7 @@
  * the norm is one double partial per chunk, each summed in a fixed order and combined in chunk
  * order, so every result is independent of the thread count. */
 #include "gd_optim.h"
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 #include "gd_safetensors.h"
 
 #include <math.h>

@@ -15,7 +15,7 @@
  *    care either way.) gd_npz_write_opt(..., force_zip64 = 1) uses zip64 everywhere so tests
  *    can cover that path on small files.
  *  - CRC-32 is computed while writing and patched into each local header with pwrite.
- *  - Written to "<path>.tmp.<pid>", fsync()ed, renamed (helpers in src/image_io.c).
+ *  - Written to "<path>.tmp.<pid>", fsync()ed, renamed (helpers in src/util/atomic_file.c).
  *
  * Reader
  *  - Finds the end of central directory record (and the zip64 one when its locator is there),
@@ -35,7 +35,7 @@
 #endif
 
 #include "gd_image.h"
-#include "gd_internal.h"
+#include "gd_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -48,8 +48,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 #include <zlib.h>
-
-/* Defined in src/image_io.c. */
 
 /* Test hook (not in the public header): gd_write_npz with zip64 records forced on. */
 int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, const int64_t *labels,
@@ -229,7 +227,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
     }
 
     char *tmp;
-    FILE *f = gd_img_tmp_open(path, &tmp, err, errlen);
+    FILE *f = gd_atomic_open(path, &tmp, err, errlen);
     if (!f) return -1;
     setvbuf(f, NULL, _IOFBF, (size_t)1 << 20);
 
@@ -327,7 +325,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
         ok = pwrite_all(fileno(f), b, 4, ent[i].offset + 14) == 0;
     }
     if (!ok) gd_errf(err, errlen, "%s: write of '%s' failed: %s", path, tmp, strerror(errno));
-    return gd_img_tmp_commit(f, tmp, path, ok, err, errlen);
+    return gd_atomic_commit(f, tmp, path, ok, err, errlen);
 }
 
 int gd_write_npz(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, const int64_t *labels,

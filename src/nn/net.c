@@ -1,5 +1,5 @@
 /* A planned network instance: inputs, graph, outputs. What samplers and tools run. */
-#include "adm.h"
+#include "nn/adm.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* Resampling: nearest 2x upsample, 2x2 average pool, bilinear resize (align_corners=False). */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <math.h>
 

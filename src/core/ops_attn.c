@@ -1,7 +1,7 @@
 /* Multi-head QKV attention over [N, 3C, T], both of ADM's channel orders. The attention matrix
  * is never stored: backward recomputes it per head, so a backward graph costs T*T floats of
  * scratch, not N*H*T*T of saved state. */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -45,7 +45,7 @@
 
 #include "gd_dataset.h"
 #include "gd_image.h"
-#include "gd_internal.h"
+#include "gd_util.h"
 
 #include <assert.h>
 #include <dirent.h>

@@ -1,6 +1,6 @@
 /* GroupNorm: statistics per (sample, group) over its channels and all positions, biased
  * variance, accumulated in double (PyTorch semantics, GroupNorm32 computes in fp32). */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <math.h>
 

@@ -1,5 +1,5 @@
 /* Graph build, memory plan, forward execution and the reverse-mode sweep. */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* ADM UNetModel and SuperResModel (guided-diffusion unet.py). */
-#include "adm.h"
+#include "nn/adm.h"
 
 #include <stdio.h>
 

@@ -68,13 +68,7 @@ double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);
 double gd_flops_attention(const gd_tensor *t);
 
-/* Formats into err (may be NULL) and folds it onto one line: the tools print errors as one line. */
-void gd_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-/* Atomic file writes for the image/npz writers: a temporary name, then rename on success. */
-#include <stdio.h>
-FILE *gd_img_tmp_open(const char *path, char **tmp_out, char *err, size_t errlen);
-int gd_img_tmp_commit(FILE *f, char *tmp, const char *path, int ok, char *err, size_t errlen);
+#include "gd_util.h"
 
 #define F32(t) ((float *)(t)->data)
 

@@ -1,5 +1,5 @@
 /* Contexts, tensor headers, errors, dtype conversion and the thread setting. */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,17 +20,6 @@ void gd_set_error(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(g_err, sizeof g_err, fmt, ap);
     va_end(ap);
-}
-
-void gd_errf(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-    for (char *p = err; *p; p++)
-        if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
 gd_ctx *gd_ctx_new(int max_tensors) {

@@ -1,5 +1,5 @@
 /* ADM EncoderUNetModel (the noise-aware classifier) with its attention or adaptive pool head. */
-#include "adm.h"
+#include "nn/adm.h"
 
 #define P(...) gd_model_param(ctx, m, __VA_ARGS__)
 

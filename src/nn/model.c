@@ -1,7 +1,7 @@
 /* Model weights: a safetensors file (mmapped; f32/f16/bf16 kept as stored) or random weights
  * made on demand. Builders ask for tensors by state-dict name and shape; the first problem is
  * kept as the model's error so the user sees which tensor is wrong. */
-#include "adm.h"
+#include "nn/adm.h"
 #include "gd_safetensors.h"
 
 #include <math.h>

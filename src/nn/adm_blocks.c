@@ -1,6 +1,6 @@
 /* ADM blocks (guided-diffusion unet.py): timestep/label embedding, ResBlock, AttentionBlock and
  * the encoder half (input_blocks + middle_block) shared by the U-Net and the classifier. */
-#include "adm.h"
+#include "nn/adm.h"
 
 #include <stdio.h>
 

@@ -1,5 +1,5 @@
 /* Element-wise, broadcast, layout and small reduction ops (forward and backward). */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <math.h>
 #include <string.h>

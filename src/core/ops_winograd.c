@@ -2,7 +2,7 @@
  * instead of 36. The transforms use only 0, +-1 and +-1/2, so results stay within a few ulps of
  * direct convolution (the op tests compare against naive loops in double). The 16 GEMMs of a
  * tile chunk run in parallel, one single-threaded GEMM per thread. */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <cblas.h>
 #include <string.h>

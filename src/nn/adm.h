@@ -1,7 +1,7 @@
 /* Internal: the building blocks shared by ADM's UNetModel and EncoderUNetModel. */
 #ifndef GD_ADM_H
 #define GD_ADM_H
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 #include "gd_model.h"
 
 /* A leaf for the named weight, checked against the expected shape (error kept in the model). */

@@ -1,6 +1,6 @@
 /* conv2d (im2col + sgemm) and linear, forward and backward. sgemm is called from serial code
  * and threads itself; the copy loops around it use OpenMP. */
-#include "gd_internal.h"
+#include "core/gd_internal.h"
 
 #include <cblas.h>
 #include <stdlib.h>

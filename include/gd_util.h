@@ -1,0 +1,23 @@
+/* The bottom layer: error formatting and atomic output files, shared by every layer above (the
+ * I/O layer needs nothing of the tensor core for them).
+ *
+ * The library's one error convention: a call that can fail returns 0 / -1 (or a pointer / NULL)
+ * and writes one line of text into the caller's `char *err, size_t errlen` (err may be NULL).
+ * Nothing is kept in global or thread-local state, so two pipelines in one process never see
+ * each other's messages, and a front end decides alone how a message reaches the user. */
+#ifndef GD_UTIL_H
+#define GD_UTIL_H
+#include <stddef.h>
+#include <stdio.h>
+
+/* Formats into err (may be NULL) and folds it onto one line. */
+void gd_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Atomic output files: gd_atomic_open creates "<path>.tmp.<pid>" (*tmp_out gets its malloc()ed
+ * name); gd_atomic_commit with ok != 0 flushes, fsyncs, closes and renames it onto path, and with
+ * ok == 0 (or when any of that fails) closes and removes it. So a failed or interrupted write
+ * leaves nothing behind and never a half-written file under the final name. commit writes err
+ * only when it detects the failure itself (ok != 0 on entry), frees tmp, returns 0 or -1. */
+FILE *gd_atomic_open(const char *path, char **tmp_out, char *err, size_t errlen);
+int gd_atomic_commit(FILE *f, char *tmp, const char *path, int ok, char *err, size_t errlen);
+#endif
