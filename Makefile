@@ -68,9 +68,11 @@ fuzz: build-fuzz/fuzz_safetensors
 	mkdir -p build-fuzz/corpus && cp tests/data/malformed/* tests/data/*.safetensors build-fuzz/corpus/
 	./build-fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus
 
-build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/io/safetensors.c src/util/errors.c include/gd_safetensors.h
+build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/io/safetensors_read.c src/io/safetensors.c src/util/errors.c \
+                             src/io/safetensors.h include/gd_safetensors.h include/gd_util.h
 	mkdir -p build-fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude tests/fuzz_safetensors.c src/io/safetensors.c src/util/errors.c -lcjson -o $@
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc tests/fuzz_safetensors.c src/io/safetensors_read.c \
+	    src/io/safetensors.c src/util/errors.c -lcjson -o $@
 
 clean:
 	rm -rf build build-asan build-fuzz

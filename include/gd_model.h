@@ -3,6 +3,7 @@
  * and graph builders for UNetModel, SuperResModel and EncoderUNetModel. */
 #ifndef GD_MODEL_H
 #define GD_MODEL_H
+#include "gd_alloc.h"
 #include "gd_tensor.h"
 
 #include <stdbool.h>
@@ -76,28 +77,40 @@ int64_t gd_model_param_count(const gd_model *m);
 int gd_model_tensor_count(const gd_model *m);
 
 /* A network ready to run at a fixed batch size: the graph is built and planned once, then
- * forward (and for classifiers the input gradient) run as often as wanted with no allocation. */
+ * forward (and for classifiers the input gradient) run as often as wanted with no allocation.
+ * Calls that can fail return NULL / -1 with one line in err. */
 typedef struct gd_net gd_net;
 /* input_grad: classifiers only; also plans d/dx sum_n log_softmax(logits)[n, y_n]. */
 gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t errlen);
+/* gd_net_new with the network's activations in `shared`, an arena several networks share (NULL:
+ * a private one, exactly gd_net_new), sized to the largest of their needs. Lifetime contract
+ * (details at gd_arena, gd_alloc.h): the buffers behind gd_net_x / gd_net_t / gd_net_y /
+ * gd_net_low_res, gd_net_output and gd_net_features are the network's own and stay valid (and
+ * keep their contents) for its whole life, whatever other networks of the arena do; everything
+ * else is valid only until another network of the same arena runs. So networks of one arena run
+ * one after another, never concurrently, and each reads its results before the next runs (as a
+ * sampling step does: the U-Net, then each classifier expert). Creating a network may grow the
+ * arena; the others rebind at their next run without allocating. The arena must outlive every
+ * run of its networks (freeing them before or after it is fine). */
+gd_net *gd_net_new_in(gd_model *m, int batch, int input_grad, gd_arena *shared, char *err, size_t errlen);
 void gd_net_free(gd_net *n);
 float *gd_net_x(gd_net *n);          /* [N, C, H, W] */
 float *gd_net_t(gd_net *n);          /* [N] original timesteps */
 int32_t *gd_net_y(gd_net *n);        /* [N] labels, NULL when the network takes none */
 float *gd_net_low_res(gd_net *n);    /* superres conditioning, else NULL */
-int gd_net_forward(gd_net *n);
+int gd_net_forward(gd_net *n, char *err, size_t errlen);
 const gd_tensor *gd_net_output(const gd_net *n);  /* U-Net output or classifier logits */
 /* classifiers: the pooled [N, C, 1, 1] vector the head projects to logits (the spatial mean for
  * the attention pool); NULL for U-Nets */
 const gd_tensor *gd_net_features(const gd_net *n);
 /* Runs forward and backward; grad [N,C,H,W] receives d/dx log p(y|x) per sample. */
-int gd_net_input_grad(gd_net *n, float *grad);
+int gd_net_input_grad(gd_net *n, float *grad, char *err, size_t errlen);
 const gd_graph *gd_net_graph(const gd_net *n);
 
 /* Training: a network whose backward gives every weight's gradient (the model must be trainable).
  * Forward with gd_net_forward, then gd_net_backward with d(loss)/d(output). */
 gd_net *gd_net_new_train(gd_model *m, int batch, char *err, size_t errlen);
-int gd_net_backward(gd_net *n, const float *dout);
+int gd_net_backward(gd_net *n, const float *dout, char *err, size_t errlen);
 int gd_net_param_count(const gd_net *n);
 /* Weight i of the network: state-dict name, the (trainable) weights, its gradient, element count. */
 void gd_net_param(const gd_net *n, int i, const char **name, float **w, const float **grad, int64_t *count);

@@ -48,12 +48,20 @@ enum {
     GD_FLAG_OUTPUT = 8,     /* keep alive after compute */
 };
 
+/* ne and nb borrow ggml's names but NOT its conventions:
+ *   - ne[] is in PyTorch order: ne[0] is the OUTERMOST dimension (N of NCHW), ne[ndim-1] the
+ *     innermost, contiguous one; ggml's ne[0] is the innermost. So a [N, C, H, W] image batch has
+ *     ne = {N, C, H, W}, exactly as torch's x.shape.
+ *   - nb[] are strides in ELEMENTS, not bytes (ggml's nb are bytes): element (i0, i1, i2, i3) is
+ *     data + (i0 nb[0] + i1 nb[1] + i2 nb[2] + i3 nb[3]) * gd_dtype_size(dtype). A new tensor is
+ *     row-major contiguous: nb[ndim-1] = 1, nb[d] = nb[d+1] * ne[d+1] (torch's x.stride()).
+ * Only the first ndim entries of each are meaningful. */
 typedef struct gd_tensor gd_tensor;
 struct gd_tensor {
     gd_dtype dtype;
     int ndim;
-    int64_t ne[GD_MAX_DIMS];
-    int64_t nb[GD_MAX_DIMS];  /* strides in elements */
+    int64_t ne[GD_MAX_DIMS];  /* shape, outermost first (PyTorch order, see above) */
+    int64_t nb[GD_MAX_DIMS];  /* strides in elements, not bytes (see above) */
     gd_op op;
     gd_tensor *src[GD_MAX_SRC];
     int32_t ip[4];            /* integer op parameters */
@@ -62,17 +70,22 @@ struct gd_tensor {
     void *data;               /* set by the caller for leaves, by the plan for the rest */
     float *grad;              /* set by the plan when the graph has a backward */
     int64_t offs, size;       /* plan bookkeeping (bytes) */
-    int last_use;             /* index of the last node reading this tensor */
+    int last_use;             /* plan: the last node reading this buffer (n_nodes: an output) */
     char name[96];
 };
 
 typedef struct gd_ctx gd_ctx;
 
-/* A context holds up to max_tensors headers; nothing else is allocated until a plan. */
+/* A context holds up to max_tensors headers; nothing else is allocated until a plan.
+ * Errors: an op that cannot be recorded (bad shapes, a full context) returns NULL, and every op
+ * given a NULL source returns NULL, so a builder checks once at the end. The context keeps the
+ * FIRST such message; gd_graph_build reports it through its err (and refuses a context that has
+ * one), and gd_ctx_error reads it ("" when none). */
 gd_ctx *gd_ctx_new(int max_tensors);
 void gd_ctx_free(gd_ctx *ctx);
-const char *gd_last_error(void);
-void gd_set_error(const char *fmt, ...);
+const char *gd_ctx_error(const gd_ctx *ctx);
+/* Records msg as ctx's error unless it already has one (for graph builders above the core). */
+void gd_ctx_fail(gd_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 gd_tensor *gd_new_tensor(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne);
 gd_tensor *gd_new_4d(gd_ctx *ctx, gd_dtype dt, int64_t n0, int64_t n1, int64_t n2, int64_t n3);
@@ -115,17 +128,20 @@ gd_tensor *gd_mean(gd_ctx *ctx, gd_tensor *x, int dim); /* mean over dims >= dim
 gd_tensor *gd_select(gd_ctx *ctx, gd_tensor *x, int dim, int64_t index);
 gd_tensor *gd_gather(gd_ctx *ctx, gd_tensor *x, gd_tensor *idx); /* x [N,K], idx [N] i32 -> [N] */
 
-/* ---- graphs ---- */
+/* ---- graphs ----
+ * Every call that can fail returns NULL or -1 with one line in err (include/gd_util.h). */
 typedef struct gd_graph gd_graph;
-/* Collects every node the outputs depend on, in execution order. */
-gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs);
+/* Collects every node the outputs depend on, in execution order; fails with the context's
+ * first op error when it has one (see gd_ctx_new). */
+gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs, char *err, size_t errlen);
 /* Places intermediates (and gradients when with_backward) in one arena. Leaves must have data
- * or be GD_FLAG_INPUT (then the plan gives them a buffer too). Returns 0 or -1. */
-int gd_graph_plan(gd_graph *g, int with_backward);
-int gd_graph_compute(gd_graph *g);
+ * or be GD_FLAG_INPUT (then the plan gives them a buffer too). Returns 0 or -1. To share the
+ * intermediates' memory with other graphs, see gd_graph_plan_in (gd_alloc.h). */
+int gd_graph_plan(gd_graph *g, int with_backward, char *err, size_t errlen);
+int gd_graph_compute(gd_graph *g, char *err, size_t errlen);
 /* Seeds d(out) with dout (NULL = ones), zeroes and accumulates every gradient the graph needs:
  * those of the leaves flagged GD_FLAG_NEEDS_GRAD (inputs or weights) and of what lies between. */
-int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout);
+int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err, size_t errlen);
 void gd_graph_free(gd_graph *g);
 size_t gd_graph_arena_bytes(const gd_graph *g);
 double gd_graph_flops(const gd_graph *g);   /* forward multiply-adds x 2 */

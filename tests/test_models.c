@@ -27,7 +27,7 @@ static void count_case(const char *json, int64_t want_params, int want_tensors) 
         gd_tensor *lr = cfg.kind == GD_NET_SUPERRES ? gd_new_4d(ctx, GD_F32, N, C, S / 4, S / 4) : NULL;
         out = gd_unet_build(ctx, m, x, t, y, lr);
     }
-    CHECK(out != NULL, "build failed: %s / %s", gd_model_error(m), gd_last_error());
+    CHECK(out != NULL, "build failed: %s / %s", gd_model_error(m), gd_ctx_error(ctx));
     int64_t got = gd_model_param_count(m);
     int nt = gd_model_tensor_count(m);
     printf("    %-60.60s %11lld params %4d tensors\n", json + 1, (long long)got, nt);
@@ -136,13 +136,13 @@ static void parity_case(const char *name) {
     CHECK(!bad, "%s: io inputs do not match the network", name);
     if (cls) {
         float *grad = malloc(sizeof(float) * (size_t)nx);
-        CHECK(gd_net_input_grad(net, grad) == 0, "%s: %s", name, gd_last_error());
+        CHECK(gd_net_input_grad(net, grad, err, sizeof err) == 0, "%s: %s", name, err);
         double el = rel_err(io, "logits", out->data, gd_nelements(out)), eg = rel_err(io, "grad", grad, nx);
         printf("    %-7s logits max|C-ref|/max|ref| = %.2e   grad d/dx log p(y|x) = %.2e\n", name, el, eg);
         CHECK(el <= PARITY_TOL && eg <= PARITY_TOL, "%s: logits %.3e grad %.3e > %.0e", name, el, eg, PARITY_TOL);
         free(grad);
     } else {
-        gd_net_forward(net);
+        gd_net_forward(net, NULL, 0);
         double e = rel_err(io, "out", out->data, gd_nelements(out));
         printf("    %-7s out    max|C-ref|/max|ref| = %.2e\n", name, e);
         CHECK(e <= PARITY_TOL, "%s: out %.3e > %.0e", name, e, PARITY_TOL);
@@ -228,8 +228,8 @@ static void train_grad_case(const char *name, int n_check) {
     int64_t no = gd_nelements(out);
     float *r = malloc(sizeof(float) * (size_t)no);
     for (int64_t i = 0; i < no; i++) r[i] = (float)cos(0.37 * (double)i);
-    gd_net_forward(net);
-    gd_net_backward(net, r);
+    gd_net_forward(net, NULL, 0);
+    gd_net_backward(net, r, NULL, 0);
     /* float32 forward differences carry ~1e-3 of noise here, so errors are measured against the
      * largest gradient checked (weights whose true gradient is 0, e.g. a bias before a per-channel
      * GroupNorm, read as noise-sized numbers) */
@@ -245,11 +245,11 @@ static void train_grad_case(const char *name, int n_check) {
             float w0 = w[e], gan = g[e];
             double lp, lm, h = 1e-2;
             w[e] = (float)(w0 + h);
-            gd_net_forward(net);
+            gd_net_forward(net, NULL, 0);
             lp = 0;
             for (int64_t i = 0; i < no; i++) lp += (double)r[i] * ((const float *)out->data)[i];
             w[e] = (float)(w0 - h);
-            gd_net_forward(net);
+            gd_net_forward(net, NULL, 0);
             lm = 0;
             for (int64_t i = 0; i < no; i++) lm += (double)r[i] * ((const float *)out->data)[i];
             w[e] = w0;

@@ -31,7 +31,7 @@ typedef gd_tensor *(*build_fn)(gd_ctx *ctx, gd_tensor **in);
 
 /* L = sum(r * y) with fixed random r, accumulated in double. */
 static double loss(gd_graph *g, gd_tensor *y, const float *r) {
-    gd_graph_compute(g);
+    gd_graph_compute(g, NULL, 0);
     double L = 0;
     for (int64_t i = 0; i < gd_nelements(y); i++) L += (double)r[i] * F32_AT(y, i);
     return L;
@@ -46,10 +46,11 @@ static void fd_check(const char *name, int nin, const in_spec *spec, build_fn f,
         gd_set_name(in[i], "in%d", i);
     }
     gd_tensor *y = f(ctx, in);
-    CHECK(y != NULL, "%s: build failed: %s", name, gd_last_error());
+    CHECK(y != NULL, "%s: build failed: %s", name, gd_ctx_error(ctx));
     if (!y) { gd_ctx_free(ctx); return; }
-    gd_graph *g = gd_graph_build(ctx, &y, 1);
-    CHECK(g && gd_graph_plan(g, 1) == 0, "%s: plan failed: %s", name, gd_last_error());
+    char err[256] = "";
+    gd_graph *g = gd_graph_build(ctx, &y, 1, err, sizeof err);
+    CHECK(g && gd_graph_plan(g, 1, err, sizeof err) == 0, "%s: plan failed: %s", name, err);
     for (int i = 0; i < nin; i++) {
         int64_t n = gd_nelements(in[i]);
         for (int64_t k = 0; k < n; k++) {
@@ -61,8 +62,8 @@ static void fd_check(const char *name, int nin, const in_spec *spec, build_fn f,
     int64_t ny = gd_nelements(y);
     float *r = malloc(sizeof(float) * (size_t)ny);
     for (int64_t k = 0; k < ny; k++) r[k] = nrand();
-    gd_graph_compute(g);
-    gd_graph_backward(g, y, r);
+    gd_graph_compute(g, NULL, 0);
+    gd_graph_backward(g, y, r, NULL, 0);
     double worst = 0, scale = 0;
     for (int i = 0; i < nin; i++) {
         if (!in[i]->grad) continue;
@@ -214,12 +215,12 @@ static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) {
               *b = gd_new_1d(ctx, GD_F32, O);
     x->flags = w->flags = b->flags = GD_FLAG_INPUT;
     gd_tensor *y = gd_conv2d(ctx, x, w, b, S, P);
-    gd_graph *g = gd_graph_build(ctx, &y, 1);
-    gd_graph_plan(g, 0);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, 0, NULL, 0);
     for (int64_t i = 0; i < gd_nelements(x); i++) ((float *)x->data)[i] = nrand();
     for (int64_t i = 0; i < gd_nelements(w); i++) ((float *)w->data)[i] = nrand();
     for (int64_t i = 0; i < O; i++) ((float *)b->data)[i] = nrand();
-    gd_graph_compute(g);
+    gd_graph_compute(g, NULL, 0);
     double worst = 0;
     for (int n = 0; n < N; n++)
         for (int o = 0; o < O; o++)
@@ -250,11 +251,11 @@ static void test_attention_forward(void) {
         gd_tensor *qkv = gd_new_tensor(ctx, GD_F32, 3, (int64_t[]){N, 3 * C, T});
         qkv->flags = GD_FLAG_INPUT;
         gd_tensor *y = gd_attention(ctx, qkv, H, order);
-        gd_graph *g = gd_graph_build(ctx, &y, 1);
-        gd_graph_plan(g, 0);
+        gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+        gd_graph_plan(g, 0, NULL, 0);
         float *q = qkv->data;
         for (int i = 0; i < N * 3 * C * T; i++) q[i] = nrand();
-        gd_graph_compute(g);
+        gd_graph_compute(g, NULL, 0);
         double worst = 0;
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++) {
@@ -291,10 +292,10 @@ static void test_bilinear_values(void) {
     gd_tensor *x = gd_new_4d(ctx, GD_F32, 1, 1, 1, 4);
     x->flags = GD_FLAG_INPUT;
     gd_tensor *y = gd_bilinear(ctx, x, 1, 6);
-    gd_graph *g = gd_graph_build(ctx, &y, 1);
-    gd_graph_plan(g, 0);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, 0, NULL, 0);
     for (int i = 0; i < 4; i++) ((float *)x->data)[i] = (float)i;
-    gd_graph_compute(g);
+    gd_graph_compute(g, NULL, 0);
     const double ref[6] = {0.0, 0.5, 1.1666667461395264, 1.8333333730697632, 2.5, 3.0};
     for (int i = 0; i < 6; i++) CHECK(fabs(F32_AT(y, i) - ref[i]) < 1e-6, "bilinear[%d] = %.8f, want %.8f", i, F32_AT(y, i), ref[i]);
     gd_graph_free(g);

@@ -138,10 +138,16 @@ static double posterior_x0(const exact_model *m, double a, double x, double *p1)
     return (1 - w1) * e0 + w1 * e1;
 }
 
-static int exact_eval(gd_denoiser *self, const float *x, int k, int t, float *out) {
-    (void)t;
+/* The respaced index of original timestep t. */
+static int step_of(const gd_diffusion *d, double t) {
+    int k = 0;
+    while (k < d->K - 1 && d->timestep_map[k] != t) k++;
+    return k;
+}
+
+static int exact_eval(gd_denoiser *self, const float *x, double t, float *out, char *err, size_t errlen) {
     exact_model *m = (exact_model *)self;
-    double a = m->d->alphas_cumprod[k], p1;
+    double a = m->d->alphas_cumprod[step_of(m->d, t)], p1;
     for (int i = 0; i < m->n; i++) {
         double x0 = posterior_x0(m, a, x[i], &p1);
         out[i] = (float)((x[i] - sqrt(a) * x0) / sqrt(1 - a));
@@ -157,11 +163,10 @@ typedef struct {
     double scale;
 } exact_guidance;
 
-static int exact_grad(gd_guidance *self, const float *x, int t, float *g) {
+static int exact_grad(gd_guidance *self, const gd_step *st, float *g, char *err, size_t errlen) {
     exact_guidance *e = (exact_guidance *)self;
-    int k = 0;
-    while (k < e->d->K - 1 && e->d->timestep_map[k] != t) k++;
-    double a = e->d->alphas_cumprod[k], v = a * e->m->s2 + 1 - a, sa = sqrt(a), p1;
+    const float *x = st->x;
+    double a = e->d->alphas_cumprod[step_of(e->d, st->t)], v = a * e->m->s2 + 1 - a, sa = sqrt(a), p1;
     for (int i = 0; i < e->m->n; i++) {
         posterior_x0(e->m, a, x[i], &p1);
         /* d/dx log p(1|x) = (1 - p1) * (d l1 - d l0), d l_y = (sa mu_y - x) / v */
@@ -201,7 +206,8 @@ static void run_exact(const char *resp, int ddim, gd_var_type vt, exact_model *m
     gd_sampler_params p = {.diffusion = d, .var_type = vt, .ddim = ddim, .eta = 0, .clip_denoised = 0,
                            .N = 1, .C = 1, .H = 1, .W = n, .model = &m->base, .guidance = guide, .noise = &z.base};
     gd_sampler *s = gd_sampler_new(&p);
-    CHECK(s && gd_sampler_run(s, x) == 0, "sampler run");
+    char err[256] = "";
+    CHECK(s && gd_sampler_run(s, x, err, sizeof err) == 0, "sampler run: %s", err);
     gd_sampler_free(s);
     gd_diffusion_free(d);
 }
@@ -283,7 +289,7 @@ static void test_mixture_guidance(void) {
     for (int ddim = 0; ddim < 2; ddim++) {
         for (int guided = 0; guided < 2; guided++) {
             exact_model m = {{exact_eval, 0}, NULL, N, {-m1, m1}, s2, 1};
-            exact_guidance g = {{exact_grad, NULL}, &m, NULL, 1.0};
+            exact_guidance g = {{exact_grad, GD_GUIDE_SCORE, NULL}, &m, NULL, 1.0};
             run_exact("", ddim, GD_VAR_FIXED_LARGE, &m, guided ? &g.base : NULL, x, N);
             int pos = 0;
             for (int i = 0; i < N; i++) pos += x[i] > 0;
@@ -296,10 +302,41 @@ static void test_mixture_guidance(void) {
     }
 }
 
+/* The same exact classifier stated in eps space (d = -sigma_t * grad): a solver must turn it back
+ * into the score-space term, so both give the same samples to float rounding, whatever the sampler. */
+static int exact_grad_eps(gd_guidance *self, const gd_step *st, float *d, char *err, size_t errlen) {
+    enum { MAXN = 4096 };
+    static float g[MAXN];
+    const int n = st->N * st->C * st->H * st->W;
+    if (n > MAXN) return -1;
+    memset(g, 0, sizeof(float) * (size_t)n);
+    if (exact_grad(self, st, g, err, errlen)) return -1;
+    for (int i = 0; i < n; i++) d[i] += (float)(-st->sigma * g[i]);
+    return 0;
+}
+
+static void test_guidance_spaces(void) {
+    enum { N = 4096 };
+    static float xs[N], xe[N];
+    const double m1 = 0.25, s2 = 0.0625;
+    for (int ddim = 0; ddim < 2; ddim++) {
+        exact_model m = {{exact_eval, 0}, NULL, N, {-m1, m1}, s2, 1};
+        exact_guidance gs = {{exact_grad, GD_GUIDE_SCORE, NULL}, &m, NULL, 1.0};
+        exact_guidance ge = {{exact_grad_eps, GD_GUIDE_EPS, NULL}, &m, NULL, 1.0};
+        run_exact("50", ddim, GD_VAR_FIXED_LARGE, &m, &gs.base, xs, N);
+        run_exact("50", ddim, GD_VAR_FIXED_LARGE, &m, &ge.base, xe, N);
+        double worst = 0;
+        for (int i = 0; i < N; i++) worst = fmax(worst, fabs((double)xs[i] - xe[i]));
+        printf("    %s 50 steps: score-space vs eps-space term, max |difference| %.2e\n", ddim ? "DDIM" : "DDPM", worst);
+        CHECK(worst < 1e-4, "%s: the eps-space term gives other samples (%.3e)", ddim ? "DDIM" : "DDPM", worst);
+    }
+}
+
 GD_TEST_TABLE(gd_tests_sample) = {
     {"schedules: spec test vectors", test_schedule_vectors},
     {"respacing: step lists", test_respacing_lists},
     {"samplers: Gaussian data reproduces mean and variance", test_gaussian_data},
     {"guidance: exact classifier on a two-Gaussian mixture", test_mixture_guidance},
+    {"guidance: score-space and eps-space terms agree", test_guidance_spaces},
     {NULL, NULL},
 };

@@ -65,13 +65,20 @@ static void traj_case(const char *name) {
         if (yt) memcpy(&v, (const char *)yt->data + 8 * i, 8);
         y[i] = (int32_t)v;
     }
+    /* as the pipeline builds it: a net of batch 2N over [y | null] wrapped by cfg, or batch N */
+    const gd_config *ucfg = gd_model_config(um);
+    int32_t y2[32];
+    for (int i = 0; i < N; i++) y2[i] = y[i], y2[N + i] = ucfg->num_classes;
     gd_net_denoiser den;
-    CHECK(gd_net_denoiser_init(&den, um, N, y, use_cfg ? (float)cJSON_GetObjectItem(c, "cfg_scale")->valuedouble : 1.0f,
-                               err, sizeof err) == 0,
-          "%s: %s", name, err);
+    gd_cfg_denoiser cfgd = {0};
+    CHECK(gd_net_denoiser_init(&den, um, use_cfg ? 2 * N : N, y2, NULL, err, sizeof err) == 0, "%s: %s", name, err);
+    if (use_cfg)
+        CHECK(gd_cfg_denoiser_init(&cfgd, &den.base, N, C * H * W, (float)cJSON_GetObjectItem(c, "cfg_scale")->valuedouble,
+                                   err, sizeof err) == 0,
+              "%s: %s", name, err);
     gd_classifier_guidance cg = {0};
     if (use_cls) {
-        CHECK(gd_classifier_guidance_init(&cg, cm, N, y, (float)cJSON_GetObjectItem(c, "scale")->valuedouble, use_eds,
+        CHECK(gd_classifier_guidance_init(&cg, cm, N, (float)cJSON_GetObjectItem(c, "scale")->valuedouble, use_eds, NULL,
                                           err, sizeof err) == 0,
               "%s: %s", name, err);
         const cJSON *r = cJSON_GetObjectItem(c, "eds_t_range");
@@ -87,13 +94,14 @@ static void traj_case(const char *name) {
                            .eta = (float)cJSON_GetObjectItem(c, "eta")->valuedouble,
                            .clip_denoised = cJSON_IsTrue(cJSON_GetObjectItem(c, "clip_denoised")),
                            .N = N, .C = C, .H = H, .W = W,
-                           .model = &den.base, .guidance = use_cls ? &cg.base : NULL, .noise = &z.base};
+                           .model = use_cfg ? &cfgd.base : &den.base, .guidance = use_cls ? &cg.base : NULL, .y = y,
+                           .noise = &z.base};
     gd_sampler *s = gd_sampler_new(&p);
     float *x = malloc(sizeof(float) * (size_t)z.n);
-    gd_sampler_init(s, x);
+    CHECK(gd_sampler_init(s, x, err, sizeof err) == 0, "%s: %s", name, err);
     double worst = 0;
     for (int k = d->K - 1, j = 1; k >= 0; k--, j++) {
-        CHECK(gd_sampler_step(s, x, k) == 0, "%s: step %d failed", name, k);
+        CHECK(gd_sampler_step(s, x, k, err, sizeof err) == 0, "%s: step %d failed: %s", name, k, err);
         const float *ref = (const float *)traj->data + (int64_t)j * z.n;
         double md = 0, mr = 0;
         for (int64_t i = 0; i < z.n; i++) {
@@ -111,6 +119,7 @@ static void traj_case(const char *name) {
     free(x);
     gd_sampler_free(s);
     if (use_cls) gd_classifier_guidance_free(&cg);
+    gd_cfg_denoiser_free(&cfgd);
     gd_net_denoiser_free(&den);
 out:
     gd_model_free(um);
@@ -139,8 +148,8 @@ static void test_eds_formula(void) {
     const int N = 3, per = 3 * 16 * 16, K = 10;
     int32_t y[3] = {1, 7, 4};
     gd_classifier_guidance plain, eds;
-    CHECK(gd_classifier_guidance_init(&plain, cm, N, y, 2.5f, 0, err, sizeof err) == 0, "%s", err);
-    CHECK(gd_classifier_guidance_init(&eds, cm, N, y, 2.5f, 1, err, sizeof err) == 0, "%s", err);
+    CHECK(gd_classifier_guidance_init(&plain, cm, N, 2.5f, 0, NULL, err, sizeof err) == 0, "%s", err);
+    CHECK(gd_classifier_guidance_init(&eds, cm, N, 2.5f, 1, NULL, err, sizeof err) == 0, "%s", err);
     static float x[3 * 768], g1[3 * 768], g2[3 * 768];
     uint64_t r = 12345;
     for (int i = 0; i < N * per; i++) {
@@ -150,8 +159,9 @@ static void test_eds_formula(void) {
     for (int t = 0; t < 1000; t += 333) {
         memset(g1, 0, sizeof g1);
         memset(g2, 0, sizeof g2);
-        plain.base.add_grad(&plain.base, x, t, g1);
-        eds.base.add_grad(&eds.base, x, t, g2);
+        gd_step st = {.x = x, .t = t, .y = y, .N = N, .C = 3, .H = 16, .W = 16};
+        CHECK(plain.base.add(&plain.base, &st, g1, err, sizeof err) == 0, "%s", err);
+        CHECK(eds.base.add(&eds.base, &st, g2, err, sizeof err) == 0, "%s", err);
         const float *z = gd_net_output(eds.net)->data;
         for (int n = 0; n < N; n++) {
             double m = -1e300, sum = 0, h = 0;
@@ -188,9 +198,9 @@ static void test_multi_expert(void) {
     const int N = 2, per = 768;
     int32_t y[2] = {2, 5};
     gd_classifier_guidance lo, hi, ref;
-    CHECK(!gd_classifier_guidance_init(&lo, cm, N, y, 1.0f, 0, err, sizeof err), "%s", err);
-    CHECK(!gd_classifier_guidance_init(&hi, cm, N, y, 3.0f, 0, err, sizeof err), "%s", err);
-    CHECK(!gd_classifier_guidance_init(&ref, cm, N, y, 1.0f, 0, err, sizeof err), "%s", err);
+    CHECK(!gd_classifier_guidance_init(&lo, cm, N, 1.0f, 0, NULL, err, sizeof err), "%s", err);
+    CHECK(!gd_classifier_guidance_init(&hi, cm, N, 3.0f, 0, NULL, err, sizeof err), "%s", err);
+    CHECK(!gd_classifier_guidance_init(&ref, cm, N, 1.0f, 0, NULL, err, sizeof err), "%s", err);
     lo.t_lo = 0, lo.t_hi = 500, hi.t_lo = 500, hi.t_hi = 1000;
     lo.base.next = &hi.base;
     static float x[2 * 768], g[2 * 768], gr[2 * 768];
@@ -199,8 +209,9 @@ static void test_multi_expert(void) {
     for (int k = 0; k < 4; k++) {
         memset(g, 0, sizeof g);
         memset(gr, 0, sizeof gr);
-        for (gd_guidance *t = &lo.base; t; t = t->next) t->add_grad(t, x, ts[k], g);
-        ref.base.add_grad(&ref.base, x, ts[k], gr);
+        gd_step st = {.x = x, .t = ts[k], .y = y, .N = N, .C = 3, .H = 16, .W = 16};
+        for (gd_guidance *t = &lo.base; t; t = t->next) CHECK(t->add(t, &st, g, err, sizeof err) == 0, "%s", err);
+        CHECK(ref.base.add(&ref.base, &st, gr, err, sizeof err) == 0, "%s", err);
         double want = ts[k] < 500 ? 1.0 : 3.0, worst = 0;
         for (int i = 0; i < N * per; i++) worst = fmax(worst, fabs(g[i] - want * gr[i]));
         CHECK(worst < 1e-6, "t=%d: chained experts give %.3g x the single classifier's gradient", ts[k], want);

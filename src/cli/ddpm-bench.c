@@ -1,6 +1,8 @@
 /* ddpm-bench: times a network with random weights, the C side of scripts/bench.sh. */
+#include "gd_cli.h"
 #include "gd_model.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,61 +13,49 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: ddpm-bench -c CONFIG.json [--mode unet|classifier] [--batch N] [-t THREADS] [--repeat R]\n"
-               "                  [--save-weights PATH]   (also write the random weights, config embedded)\n"
-               "Times the network's forward pass (unet) or forward + input gradient (classifier) with random\n"
-               "weights; prints one JSON line with the median seconds and effective GFLOP/s.\n"
-               "example: ddpm-bench -c configs/adm64.json --batch 1 -t 2 --repeat 3\n");
-}
+typedef struct {
+    const char *config, *mode, *save;
+    int batch, threads, repeat;
+} options;
+
+#define OPT(f) offsetof(options, f)
+static const gd_cli_flag FLAGS[] = {
+    {"-c", "--config", "CONFIG.json", GD_CLI_STR, OPT(config), .help = "the network's config (configs/*.json)"},
+    {NULL, "--mode", "unet|classifier", GD_CLI_STR, OPT(mode), .help = "check that the config is this kind of network"},
+    {NULL, "--batch", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = INT_MAX, .help = "batch size (default 1)"},
+    {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 0, .hi = 4096,
+     .help = "worker threads (default 0: the OpenMP / OpenBLAS default)"},
+    {NULL, "--repeat", "R", GD_CLI_INT, OPT(repeat), .lo = 1, .hi = 1000, .help = "timed runs after one warm-up (default 3)"},
+    {NULL, "--save-weights", "PATH", GD_CLI_STR, OPT(save), .help = "also write the random weights, config embedded"},
+    {0},
+};
+#undef OPT
+
+static const gd_cli_spec SPEC = {
+    .usage = "ddpm-bench -c CONFIG.json [--mode unet|classifier] [--batch N] [-t THREADS] [--repeat R]\n"
+             "                  [--save-weights PATH]",
+    .about = "Times the network's forward pass (unet) or forward + input gradient (classifier) with random\n"
+             "weights; prints one JSON line with the median seconds and effective GFLOP/s.\n",
+    .flags = FLAGS,
+    .footer = "example: ddpm-bench -c configs/adm64.json --batch 1 -t 2 --repeat 3\n",
+};
 
 int main(int argc, char **argv) {
-    const char *cfg_path = NULL, *mode = NULL, *save = NULL;
-    int batch = 1, threads = 0, repeat = 3;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!v) {
-            fprintf(stderr, "ddpm-bench: %s needs a value (or is unknown); see --help\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "-c") || !strcmp(a, "--config")) cfg_path = v;
-        else if (!strcmp(a, "--mode")) mode = v;
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--repeat")) repeat = atoi(v);
-        else if (!strcmp(a, "--save-weights")) save = v;
-        else {
-            fprintf(stderr, "ddpm-bench: unknown flag %s; see --help\n", a);
-            return 2;
-        }
-        i++;
-    }
-    if (!cfg_path || batch < 1 || repeat < 1 || repeat > 1000) {
-        fprintf(stderr, "ddpm-bench: need -c CONFIG, --batch >= 1, 1 <= --repeat <= 1000\n");
-        return 2;
-    }
+    gd_cli_set_program("ddpm-bench");
+    options o = {.batch = 1, .repeat = 3};
+    gd_cli_parse(&SPEC, argc, argv, &o, NULL, 0);
+    if (!o.config) gd_cli_die("missing -c CONFIG.json (see --help)");
+    const char *cfg_path = o.config, *mode = o.mode, *save = o.save;
+    const int batch = o.batch, threads = o.threads, repeat = o.repeat;
     if (threads > 0) gd_set_threads(threads);
     char err[512];
     gd_config cfg;
-    if (gd_config_load(cfg_path, &cfg, err, sizeof err)) {
-        fprintf(stderr, "ddpm-bench: %s\n", err);
-        return 2;
-    }
+    if (gd_config_load(cfg_path, &cfg, err, sizeof err)) gd_cli_die("%s", err);
     int cls = cfg.kind == GD_NET_CLASSIFIER;
-    if (mode && strcmp(mode, cls ? "classifier" : "unet")) {
-        fprintf(stderr, "ddpm-bench: --mode %s does not match the config's model\n", mode);
-        return 2;
-    }
+    if (mode && strcmp(mode, cls ? "classifier" : "unet")) gd_cli_die("--mode %s does not match the config's model", mode);
     gd_model *m = gd_model_random(&cfg, 1234);
     gd_net *net = gd_net_new(m, batch, cls, err, sizeof err);
-    if (!net) {
-        fprintf(stderr, "ddpm-bench: %s\n", err);
-        return 2;
-    }
+    if (!net) gd_cli_die("%s", err);
     int64_t nx = (int64_t)batch * cfg.in_channels * cfg.image_size * cfg.image_size;
     float *x = gd_net_x(net), *grad = malloc(sizeof(float) * (size_t)nx);
     uint64_t s = 88172645463325252ull;
@@ -79,16 +69,13 @@ int main(int argc, char **argv) {
     }
     if (gd_net_low_res(net))
         memset(gd_net_low_res(net), 0, sizeof(float) * (size_t)batch * cfg.in_channels * cfg.small_size * cfg.small_size);
-    if (save && gd_model_save(m, save, err, sizeof err)) {
-        fprintf(stderr, "ddpm-bench: %s\n", err);
-        return 2;
-    }
+    if (save && gd_model_save(m, save, err, sizeof err)) gd_cli_die("%s", err);
     double *runs = malloc(sizeof(double) * (size_t)repeat);
     for (int r = -1; r < repeat; r++) { /* r = -1 is the warm-up */
         double t0 = gd_time_now();
-        int rc = cls ? gd_net_input_grad(net, grad) : gd_net_forward(net);
+        int rc = cls ? gd_net_input_grad(net, grad, err, sizeof err) : gd_net_forward(net, err, sizeof err);
         if (rc) {
-            fprintf(stderr, "ddpm-bench: %s\n", gd_last_error());
+            fprintf(stderr, "ddpm-bench: %s\n", err);
             return 1;
         }
         if (r >= 0) runs[r] = gd_time_now() - t0;

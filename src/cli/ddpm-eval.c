@@ -21,37 +21,50 @@
 #define DEFAULT_REF "build/fashion_test_ref.safetensors"
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: ddpm-eval [options] SAMPLES\n"
-            "Scores a batch of images in the feature space of an evaluator classifier (the pooled vector\n"
-            "before its last layer) against reference statistics:\n"
-            "  FID        Frechet distance of the feature Gaussians (double, LAPACK eigen-decompositions)\n"
-            "  precision  fraction of samples inside the reference manifold (k = 3 nearest neighbours)\n"
-            "  recall     fraction of reference images inside the samples' manifold (k = 3)\n"
-            "  IS         exp(E KL(p(y|x) || p(y))) of the evaluator's predictions, chunks of --is-split\n"
-            "  accuracy   evaluator top-1 against the samples' labels (arr_1, or classK in PNG names)\n"
-            "These use the evaluator's features, not Inception's: compare numbers only between runs\n"
-            "with the same evaluator and reference.\n"
-            "SAMPLES: an .npz (arr_0 uint8 NHWC, arr_1 labels; ddpm-sample's or guided-diffusion's),\n"
-            "  a folder of PNGs (flat, or one subfolder per class), an IDX images file (labels from\n"
-            "  --labels or the matching *-labels-idx1-ubyte*), or fashion-mnist:test / fashion-mnist:train.\n"
-            "  --ref FILE            reference statistics (default " DEFAULT_REF ", built by make)\n"
-            "  --make-ref OUT        write reference statistics of SAMPLES to OUT (.safetensors: mu,\n"
-            "                        sigma, features) instead of scoring; e.g.\n"
-            "                        ddpm-eval --make-ref ref.safetensors fashion-mnist:test\n"
-            "  --evaluator PATH      evaluator classifier (default " DEFAULT_EVALUATOR ")\n"
-            "  --labels FILE         labels for an IDX images file\n"
-            "  --limit N             use the first N images\n"
-            "  --no-pr               skip precision/recall (quadratic in the number of images)\n"
-            "  --is-split N          images per Inception-score chunk (default 5000, as guided-diffusion)\n"
-            "  --json                one JSON object on stdout instead of text\n"
-            "  -b, --batch-size N    evaluator batch (default 100)\n"
-            "  -t, --threads N       worker threads (default: all cores)\n"
-            "  -q, --quiet           no progress on stderr\n"
-            "  -h, --help            this help\n"
-            "Exit status: 0 on success, 2 on bad input (one line on stderr).\n");
-}
+typedef struct {
+    const char *samples, *ref, *make_ref, *evaluator, *labels;
+    int limit, batch, threads, split; /* limit -1: all; threads 0: all cores */
+    int json, quiet, no_pr;
+} options;
+
+#define OPT(f) offsetof(options, f)
+static const gd_cli_flag FLAGS[] = {
+    {NULL, "--ref", "FILE", GD_CLI_STR, OPT(ref), .help = "reference statistics (default " DEFAULT_REF ", built by make)"},
+    {NULL, "--make-ref", "OUT", GD_CLI_STR, OPT(make_ref),
+     .help = "write reference statistics of SAMPLES to OUT (.safetensors: mu,\n"
+             "sigma, features) instead of scoring; e.g.\n"
+             "ddpm-eval --make-ref ref.safetensors fashion-mnist:test"},
+    {NULL, "--evaluator", "PATH", GD_CLI_STR, OPT(evaluator), .help = "evaluator classifier (default " DEFAULT_EVALUATOR ")"},
+    {NULL, "--labels", "FILE", GD_CLI_STR, OPT(labels), .help = "labels for an IDX images file"},
+    {NULL, "--limit", "N", GD_CLI_INT, OPT(limit), .lo = 1, .hi = 2147483647, .help = "use the first N images"},
+    {NULL, "--no-pr", NULL, GD_CLI_SWITCH, OPT(no_pr), .help = "skip precision/recall (quadratic in the number of images)"},
+    {NULL, "--is-split", "N", GD_CLI_INT, OPT(split), .lo = 1, .hi = 2147483647,
+     .help = "images per Inception-score chunk (default 5000, as guided-diffusion)"},
+    {NULL, "--json", NULL, GD_CLI_SWITCH, OPT(json), .help = "one JSON object on stdout instead of text"},
+    {"-b", "--batch-size", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = 4096, .help = "evaluator batch (default 100)"},
+    {"-t", "--threads", "N", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 1024, .help = "worker threads (default: all cores)"},
+    {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no progress on stderr"},
+    {0},
+};
+#undef OPT
+
+static const gd_cli_spec SPEC = {
+    .usage = "ddpm-eval [options] SAMPLES",
+    .about = "Scores a batch of images in the feature space of an evaluator classifier (the pooled vector\n"
+             "before its last layer) against reference statistics:\n"
+             "  FID        Frechet distance of the feature Gaussians (double, LAPACK eigen-decompositions)\n"
+             "  precision  fraction of samples inside the reference manifold (k = 3 nearest neighbours)\n"
+             "  recall     fraction of reference images inside the samples' manifold (k = 3)\n"
+             "  IS         exp(E KL(p(y|x) || p(y))) of the evaluator's predictions, chunks of --is-split\n"
+             "  accuracy   evaluator top-1 against the samples' labels (arr_1, or classK in PNG names)\n"
+             "These use the evaluator's features, not Inception's: compare numbers only between runs\n"
+             "with the same evaluator and reference.\n"
+             "SAMPLES: an .npz (arr_0 uint8 NHWC, arr_1 labels; ddpm-sample's or guided-diffusion's),\n"
+             "  a folder of PNGs (flat, or one subfolder per class), an IDX images file (labels from\n"
+             "  --labels or the matching *-labels-idx1-ubyte*), or fashion-mnist:test / fashion-mnist:train.\n",
+    .flags = FLAGS,
+    .footer = "Exit status: 0 on success, 2 on bad input (one line on stderr).\n",
+};
 
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
@@ -221,161 +234,167 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+static void parse_args(int argc, char **argv, options *o) {
+    *o = (options){.evaluator = DEFAULT_EVALUATOR, .limit = -1, .batch = 100, .split = 5000};
+    const char *pos[2];
+    int n = gd_cli_parse(&SPEC, argc, argv, o, pos, 2);
+    if (n == 2) gd_cli_die("one SAMPLES argument expected, got '%s' too", pos[1]);
+    if (n == 0) {
+        gd_cli_usage(&SPEC, stderr);
+        exit(2);
+    }
+    o->samples = pos[0];
+    if (o->make_ref && o->ref) gd_cli_die("--make-ref writes reference statistics; --ref reads them: pick one");
+    if (o->make_ref && !ends_with(o->make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
+}
+
+/* What is printed: scores of the samples, and their accuracy per class against their labels. */
+typedef struct {
+    int64_t n, labelled, correct, *cl_n, *cl_ok;
+    double is, fid, prec, rec, secs;
+} scores;
+
+/* Evaluator top-1 against the labels the samples carry (labels outside [0, K) do not count). */
+static void count_correct(const gd_dataset *d, const float *logits, int K, scores *s) {
+    s->labelled = s->correct = 0;
+    s->cl_n = calloc((size_t)K, sizeof(int64_t)), s->cl_ok = calloc((size_t)K, sizeof(int64_t));
+    if (!s->cl_n || !s->cl_ok) gd_cli_die("out of memory");
+    for (int64_t i = 0; i < s->n; i++) {
+        int y = d->labels ? d->labels[i] : -1;
+        if (y < 0 || y >= K) continue;
+        int best = 0;
+        for (int c = 1; c < K; c++) best = logits[i * K + c] > logits[i * K + best] ? c : best;
+        s->labelled++, s->correct += best == y;
+        s->cl_n[y]++, s->cl_ok[y] += best == y;
+    }
+}
+
+/* FID against the reference, and precision/recall when it holds features (unless --no-pr). */
+static void compare_to_ref(const options *o, const ref_stats *r, const float *feats, int D, const double *mu,
+                           const double *sigma, scores *s) {
+    char err[1200];
+    int64_t n = s->n;
+    if (gd_frechet_distance(D, mu, sigma, r->mu, r->sigma, &s->fid, err, sizeof err)) gd_cli_die("FID: %s", err);
+    if (!o->no_pr && r->feats && n > 3) {
+        double *rs = malloc(sizeof(double) * (size_t)n), *rr = malloc(sizeof(double) * (size_t)r->n);
+        if (!rs || !rr || gd_knn_radii(feats, n, D, 3, rs) || gd_knn_radii(r->feats, r->n, D, 3, rr) ||
+            gd_precision_recall(r->feats, rr, r->n, feats, rs, n, D, &s->prec, &s->rec))
+            gd_cli_die("precision/recall: out of memory");
+        free(rs);
+        free(rr);
+    }
+}
+
+static void print_json(const options *o, const gd_config *cfg, int D, int K, const ref_stats *r, const scores *s) {
+    char name[128];
+    printf("{\"samples\": ");
+    json_str(stdout, o->samples);
+    printf(", \"count\": %lld, \"evaluator\": ", (long long)s->n);
+    json_str(stdout, o->evaluator);
+    printf(", \"feature_dim\": %d", D);
+    if (o->make_ref) {
+        printf(", \"reference_written\": ");
+        json_str(stdout, o->make_ref);
+    } else {
+        printf(", \"ref\": ");
+        json_str(stdout, o->ref);
+        printf(", \"ref_count\": %lld, \"fid\": %.6f", (long long)r->n, s->fid);
+        if (!isnan(s->prec)) printf(", \"precision\": %.6f, \"recall\": %.6f", s->prec, s->rec);
+    }
+    printf(", \"inception_score\": %.6f, \"is_split\": %d, \"labelled\": %lld", s->is, o->split, (long long)s->labelled);
+    if (s->labelled) {
+        printf(", \"accuracy\": %.6f, \"per_class\": {", (double)s->correct / s->labelled);
+        int first = 1;
+        for (int c = 0; c < K; c++) {
+            if (!s->cl_n[c]) continue;
+            gd_config_class_name(cfg, c, name, sizeof name);
+            printf("%s", first ? "" : ", ");
+            json_str(stdout, name);
+            printf(": {\"count\": %lld, \"accuracy\": %.6f}", (long long)s->cl_n[c], (double)s->cl_ok[c] / s->cl_n[c]);
+            first = 0;
+        }
+        printf("}");
+    }
+    printf(", \"seconds\": %.2f}\n", s->secs);
+}
+
+static void print_text(const options *o, const gd_config *cfg, int D, int K, const ref_stats *r, const scores *s) {
+    char name[128];
+    printf("samples     %s: %lld images\n", o->samples, (long long)s->n);
+    printf("evaluator   %s (%d-d features, %d classes)\n", o->evaluator, D, K);
+    if (o->make_ref) printf("reference   written to %s\n", o->make_ref);
+    else {
+        printf("reference   %s (%lld images)\n", o->ref, (long long)r->n);
+        printf("FID         %.4f\n", s->fid);
+        if (!isnan(s->prec)) printf("precision   %.4f\nrecall      %.4f\n", s->prec, s->rec);
+    }
+    printf("IS          %.4f  (evaluator space, chunks of %d)\n", s->is, o->split);
+    if (s->labelled) {
+        printf("accuracy    %.4f  (%lld labelled)\n", (double)s->correct / s->labelled, (long long)s->labelled);
+        for (int c = 0; c < K; c++) {
+            if (!s->cl_n[c]) continue;
+            gd_config_class_name(cfg, c, name, sizeof name);
+            printf("  %-14s %.4f  (%lld)\n", name, (double)s->cl_ok[c] / s->cl_n[c], (long long)s->cl_n[c]);
+        }
+    } else {
+        printf("accuracy    - (no labels)\n");
+    }
+    printf("time        %.1f s\n", s->secs);
+}
+
 int main(int argc, char **argv) {
     gd_cli_set_program("ddpm-eval");
-    const char *samples = NULL, *ref_path = NULL, *make_ref = NULL, *evaluator = DEFAULT_EVALUATOR, *labels_path = NULL;
-    long limit = -1, batch = 100, threads = 0, split = 5000;
-    int json = 0, quiet = 0, no_pr = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
-        else if (!strcmp(a, "--no-pr")) no_pr = 1;
-        else if (a[0] == '-' && a[1]) {
-            const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-            if (!v) gd_cli_die("%s needs a value (see --help)", a);
-            i++;
-            if (!strcmp(a, "--ref")) ref_path = v;
-            else if (!strcmp(a, "--make-ref")) make_ref = v;
-            else if (!strcmp(a, "--evaluator")) evaluator = v;
-            else if (!strcmp(a, "--labels")) labels_path = v;
-            else if (!strcmp(a, "--limit")) limit = gd_cli_long(a, v, 1, 2147483647L);
-            else if (!strcmp(a, "--is-split")) split = gd_cli_long(a, v, 1, 2147483647L);
-            else if (!strcmp(a, "-b") || !strcmp(a, "--batch-size")) batch = gd_cli_long(a, v, 1, 4096);
-            else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) threads = gd_cli_long(a, v, 1, 1024);
-            else gd_cli_die("unknown option %s (see --help)", a);
-        } else if (!samples) samples = a;
-        else gd_cli_die("one SAMPLES argument expected, got '%s' too", a);
-    }
-    if (!samples) {
-        usage(stderr);
-        return 2;
-    }
-    if (make_ref && ref_path) gd_cli_die("--make-ref writes reference statistics; --ref reads them: pick one");
-    if (make_ref && !ends_with(make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
-    if (threads) gd_set_threads((int)threads);
+    options o;
+    parse_args(argc, argv, &o);
+    if (o.threads) gd_set_threads(o.threads);
 
     char err[1200], hash[17];
-    gd_model *m = gd_model_load(evaluator, NULL, err, sizeof err);
+    gd_model *m = gd_model_load(o.evaluator, NULL, err, sizeof err);
     if (!m)
         gd_cli_die("%s%s", err,
-            !strcmp(evaluator, DEFAULT_EVALUATOR) && access(evaluator, R_OK) ? " (run from the repository root, or pass --evaluator)" : "");
-    if (file_hash(evaluator, hash)) gd_cli_die("%s: %s", evaluator, strerror(errno));
+            !strcmp(o.evaluator, DEFAULT_EVALUATOR) && access(o.evaluator, R_OK) ? " (run from the repository root, or pass --evaluator)" : "");
+    if (file_hash(o.evaluator, hash)) gd_cli_die("%s: %s", o.evaluator, strerror(errno));
     const gd_config *cfg = gd_model_config(m);
-    gd_evaluator *ev = gd_evaluator_new(m, (int)batch, err, sizeof err);
-    if (!ev) gd_cli_die("%s: %s", evaluator, err);
+    gd_evaluator *ev = gd_evaluator_new(m, o.batch, err, sizeof err);
+    if (!ev) gd_cli_die("%s: %s", o.evaluator, err);
     const int D = gd_evaluator_dim(ev), K = gd_evaluator_classes(ev);
-    progress pr = {quiet || json, isatty(2), 0, "samples"};
+    progress pr = {o.quiet || o.json, isatty(2), 0, "samples"};
 
     /* the reference first: a wrong or mismatched file fails before minutes of feature work */
     ref_stats r = {0};
-    if (!make_ref) {
-        if (!ref_path) ref_path = DEFAULT_REF;
-        read_ref(ref_path, hash, ev, cfg->in_channels, cfg->image_size, &pr, &r);
+    if (!o.make_ref) {
+        if (!o.ref) o.ref = DEFAULT_REF;
+        read_ref(o.ref, hash, ev, cfg->in_channels, cfg->image_size, &pr, &r);
     }
     gd_dataset d;
-    load_images(samples, labels_path, cfg->in_channels, cfg->image_size, &d);
-    int64_t n = limit > 0 && limit < d.n ? limit : d.n;
-    if (n < 2) gd_cli_die("%s: at least 2 images needed, found %lld", samples, (long long)n);
+    load_images(o.samples, o.labels, cfg->in_channels, cfg->image_size, &d);
+    int64_t n = o.limit > 0 && o.limit < d.n ? o.limit : d.n;
+    if (n < 2) gd_cli_die("%s: at least 2 images needed, found %lld", o.samples, (long long)n);
     if (d.h != cfg->image_size || d.w != cfg->image_size || d.c != cfg->in_channels)
-        gd_cli_die("%s: images are %dx%dx%d (HxWxC); the evaluator takes %dx%dx%d", samples, d.h, d.w, d.c, cfg->image_size,
+        gd_cli_die("%s: images are %dx%dx%d (HxWxC); the evaluator takes %dx%dx%d", o.samples, d.h, d.w, d.c, cfg->image_size,
             cfg->image_size, cfg->in_channels);
     float *feats = malloc(sizeof(float) * (size_t)n * D), *logits = malloc(sizeof(float) * (size_t)n * K);
     double *mu = malloc(sizeof(double) * D), *sigma = malloc(sizeof(double) * D * D);
     if (!feats || !logits || !mu || !sigma) gd_cli_die("out of memory");
     double t0 = gd_time_now();
     if (gd_evaluator_run(ev, d.images, n, d.h, d.w, d.c, feats, logits, on_batch, &pr, err, sizeof err))
-        gd_cli_die("%s: %s", samples, err);
+        gd_cli_die("%s: %s", o.samples, err);
     if (gd_feature_stats(feats, n, D, mu, sigma)) gd_cli_die("out of memory");
 
-    /* accuracy against the labels the samples carry */
-    int64_t labelled = 0, correct = 0, *cl_n = calloc((size_t)K, sizeof(int64_t)), *cl_ok = calloc((size_t)K, sizeof(int64_t));
-    if (!cl_n || !cl_ok) gd_cli_die("out of memory");
-    for (int64_t i = 0; i < n; i++) {
-        int y = d.labels ? d.labels[i] : -1;
-        if (y < 0 || y >= K) continue;
-        int best = 0;
-        for (int c = 1; c < K; c++) best = logits[i * K + c] > logits[i * K + best] ? c : best;
-        labelled++, correct += best == y;
-        cl_n[y]++, cl_ok[y] += best == y;
-    }
-    double is = gd_inception_score(logits, n, K, split);
-
-    double fid = NAN, prec = NAN, rec = NAN;
-    if (make_ref) {
+    scores s = {.n = n, .fid = NAN, .prec = NAN, .rec = NAN};
+    count_correct(&d, logits, K, &s);
+    s.is = gd_inception_score(logits, n, K, o.split);
+    if (o.make_ref) {
         r = (ref_stats){.dim = D, .n = n, .mu = mu, .sigma = sigma, .feats = feats};
-        write_ref(make_ref, &r, evaluator, hash, samples, labelled ? (double)correct / labelled : NAN);
+        write_ref(o.make_ref, &r, o.evaluator, hash, o.samples, s.labelled ? (double)s.correct / s.labelled : NAN);
         r = (ref_stats){0};
     } else {
-        if (gd_frechet_distance(D, mu, sigma, r.mu, r.sigma, &fid, err, sizeof err)) gd_cli_die("FID: %s", err);
-        if (!no_pr && r.feats && n > 3) {
-            double *rs = malloc(sizeof(double) * (size_t)n), *rr = malloc(sizeof(double) * (size_t)r.n);
-            if (!rs || !rr || gd_knn_radii(feats, n, D, 3, rs) || gd_knn_radii(r.feats, r.n, D, 3, rr) ||
-                gd_precision_recall(r.feats, rr, r.n, feats, rs, n, D, &prec, &rec))
-                gd_cli_die("precision/recall: out of memory");
-            free(rs);
-            free(rr);
-        }
+        compare_to_ref(&o, &r, feats, D, mu, sigma, &s);
     }
-    double secs = gd_time_now() - t0;
+    s.secs = gd_time_now() - t0;
+    if (o.json) print_json(&o, cfg, D, K, &r, &s);
+    else print_text(&o, cfg, D, K, &r, &s);
 
-    char name[128];
-    if (json) {
-        printf("{\"samples\": ");
-        json_str(stdout, samples);
-        printf(", \"count\": %lld, \"evaluator\": ", (long long)n);
-        json_str(stdout, evaluator);
-        printf(", \"feature_dim\": %d", D);
-        if (make_ref) {
-            printf(", \"reference_written\": ");
-            json_str(stdout, make_ref);
-        } else {
-            printf(", \"ref\": ");
-            json_str(stdout, ref_path);
-            printf(", \"ref_count\": %lld, \"fid\": %.6f", (long long)r.n, fid);
-            if (!isnan(prec)) printf(", \"precision\": %.6f, \"recall\": %.6f", prec, rec);
-        }
-        printf(", \"inception_score\": %.6f, \"is_split\": %ld, \"labelled\": %lld", is, split, (long long)labelled);
-        if (labelled) {
-            printf(", \"accuracy\": %.6f, \"per_class\": {", (double)correct / labelled);
-            int first = 1;
-            for (int c = 0; c < K; c++) {
-                if (!cl_n[c]) continue;
-                gd_config_class_name(cfg, c, name, sizeof name);
-                printf("%s", first ? "" : ", ");
-                json_str(stdout, name);
-                printf(": {\"count\": %lld, \"accuracy\": %.6f}", (long long)cl_n[c], (double)cl_ok[c] / cl_n[c]);
-                first = 0;
-            }
-            printf("}");
-        }
-        printf(", \"seconds\": %.2f}\n", secs);
-    } else {
-        printf("samples     %s: %lld images\n", samples, (long long)n);
-        printf("evaluator   %s (%d-d features, %d classes)\n", evaluator, D, K);
-        if (make_ref) printf("reference   written to %s\n", make_ref);
-        else {
-            printf("reference   %s (%lld images)\n", ref_path, (long long)r.n);
-            printf("FID         %.4f\n", fid);
-            if (!isnan(prec)) printf("precision   %.4f\nrecall      %.4f\n", prec, rec);
-        }
-        printf("IS          %.4f  (evaluator space, chunks of %ld)\n", is, split);
-        if (labelled) {
-            printf("accuracy    %.4f  (%lld labelled)\n", (double)correct / labelled, (long long)labelled);
-            for (int c = 0; c < K; c++) {
-                if (!cl_n[c]) continue;
-                gd_config_class_name(cfg, c, name, sizeof name);
-                printf("  %-14s %.4f  (%lld)\n", name, (double)cl_ok[c] / cl_n[c], (long long)cl_n[c]);
-            }
-        } else {
-            printf("accuracy    - (no labels)\n");
-        }
-        printf("time        %.1f s\n", secs);
-    }
     free(r.mu);
     free(r.sigma);
     free(r.feats);
@@ -383,8 +402,8 @@ int main(int argc, char **argv) {
     free(logits);
     free(mu);
     free(sigma);
-    free(cl_n);
-    free(cl_ok);
+    free(s.cl_n);
+    free(s.cl_ok);
     gd_dataset_free(&d);
     gd_evaluator_free(ev);
     gd_model_free(m);

@@ -33,29 +33,9 @@
 #define TOOL "ddpm-forward"
 #define T_MAX 100000.0
 
-static const char USAGE[] =
-    "usage: " TOOL " -m MODEL.safetensors [-c CONFIG.json] -i INPUTS.safetensors -o OUT.safetensors\n"
-    "                    [-t N] [-q] [-v]\n"
-    "\n"
-    "Runs one guided-diffusion (ADM) network on a batch of inputs and writes its outputs.\n"
-    "\n"
-    "  -m, --model PATH     weights (safetensors, guided-diffusion state-dict names)\n"
-    "  -c, --config PATH    model config JSON (default: the model file's __metadata__.config)\n"
-    "  -i, --inputs PATH    inputs, read by name (other tensors are ignored):\n"
-    "                         x        F32 [N,C,H,W]            always\n"
-    "                         t        I64/I32/F32 [N]          always; original timesteps in [0, 100000)\n"
-    "                         y        I64/I32 [N]              class-conditional U-Nets (required);\n"
-    "                                                           classifiers (optional: adds grad)\n"
-    "                         low_res  F32 [N,C,small,small]    super-resolution models\n"
-    "  -o, --output PATH    outputs (written atomically):\n"
-    "                         U-Nets:      out    F32 [N,out_channels,H,W]\n"
-    "                         classifiers: logits F32 [N,num_classes]; with y also\n"
-    "                                      grad   F32 [N,C,H,W] = d/dx log_softmax(logits)[n, y_n]\n"
-    "  -t, --threads N      worker threads (default: the OpenMP / OpenBLAS default)\n"
-    "  -q, --quiet          no summary line on stdout\n"
-    "  -v, --verbose        build info, model summary and timings on stderr\n"
-    "  -h, --help           this help\n"
-    "\n"
+static const char ABOUT[] = "Runs one guided-diffusion (ADM) network on a batch of inputs and writes its outputs.\n";
+
+static const char FOOTER[] =
     "Errors print one line on stderr and exit with status 2; nothing is written.\n"
     "\n"
     "example:\n"
@@ -89,85 +69,41 @@ typedef struct {
     int quiet, verbose;
 } options;
 
-static int parse_int(const char *s, long lo, long hi, long *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || errno || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
+#define OPT(f) offsetof(options, f)
+static const gd_cli_flag FLAGS[] = {
+    {"-m", "--model", "PATH", GD_CLI_STR, OPT(model), .help = "weights (safetensors, guided-diffusion state-dict names)"},
+    {"-c", "--config", "PATH", GD_CLI_STR, OPT(config),
+     .help = "model config JSON (default: the model file's __metadata__.config)"},
+    {"-i", "--inputs", "PATH", GD_CLI_STR, OPT(inputs),
+     .help = "inputs, read by name (other tensors are ignored):\n"
+     "  x        F32 [N,C,H,W]            always\n"
+     "  t        I64/I32/F32 [N]          always; original timesteps in [0, 100000)\n"
+     "  y        I64/I32 [N]              class-conditional U-Nets (required);\n"
+     "                                    classifiers (optional: adds grad)\n"
+     "  low_res  F32 [N,C,small,small]    super-resolution models"},
+    {"-o", "--output", "PATH", GD_CLI_STR, OPT(output),
+     .help = "outputs (written atomically):\n"
+     "  U-Nets:      out    F32 [N,out_channels,H,W]\n"
+     "  classifiers: logits F32 [N,num_classes]; with y also\n"
+     "               grad   F32 [N,C,H,W] = d/dx log_softmax(logits)[n, y_n]"},
+    {"-t", "--threads", "N", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 4096,
+     .help = "worker threads (default: the OpenMP / OpenBLAS default)"},
+    {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no summary line on stdout"},
+    {"-v", "--verbose", NULL, GD_CLI_SWITCH, OPT(verbose), .help = "build info, model summary and timings on stderr"},
+    {0},
+};
+#undef OPT
+
+static const gd_cli_spec SPEC = {
+    .usage = TOOL " -m MODEL.safetensors [-c CONFIG.json] -i INPUTS.safetensors -o OUT.safetensors\n"
+             "                    [-t N] [-q] [-v]",
+    .about = ABOUT, .flags = FLAGS, .footer = FOOTER,
+    .strict = 1, /* a repeated or empty flag is more likely a typo in a script than meant */
+};
 
 static void parse_args(int argc, char **argv, options *o) {
-    static const struct {
-        char s;
-        const char *l;
-        int has_arg;
-    } flags[] = {
-        {'m', "model", 1},   {'c', "config", 1}, {'i', "inputs", 1},  {'o', "output", 1},
-        {'t', "threads", 1}, {'q', "quiet", 0},  {'v', "verbose", 0}, {'h', "help", 0},
-    };
-    const int nflags = (int)(sizeof flags / sizeof *flags);
-    int seen[sizeof flags / sizeof *flags] = {0};
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = NULL;
-        int f = -1;
-        if (a[0] == '-' && a[1] == '-' && a[2]) {
-            const char *eq = strchr(a + 2, '=');
-            size_t len = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
-            for (int k = 0; k < nflags; k++)
-                if (strlen(flags[k].l) == len && !strncmp(a + 2, flags[k].l, len)) f = k;
-            if (f < 0) gd_cli_die("unknown option '%.200s' (see --help)", a);
-            if (eq) {
-                if (!flags[f].has_arg) gd_cli_die("option '--%s' takes no value", flags[f].l);
-                val = eq + 1;
-            }
-        } else if (a[0] == '-' && a[1] && !a[2]) {
-            for (int k = 0; k < nflags; k++)
-                if (flags[k].s == a[1]) f = k;
-            if (f < 0) gd_cli_die("unknown option '%.200s' (see --help)", a);
-        } else if (a[0] == '-' && a[1] && a[1] != '-') {
-            gd_cli_die("unknown option '%.200s' (give each option separately, e.g. '-t 4'; see --help)", a);
-        } else {
-            gd_cli_die("unexpected argument '%.200s' (see --help)", a);
-        }
-        if (flags[f].s == 'h') {
-            fputs(USAGE, stdout);
-            exit(0);
-        }
-        if (flags[f].has_arg && !val) {
-            if (i + 1 >= argc) gd_cli_die("option '%s' needs a value", a);
-            val = argv[++i];
-        }
-        if (seen[f]++) gd_cli_die("option '--%s' given more than once", flags[f].l);
-        if (flags[f].has_arg && !*val) gd_cli_die("option '--%s' has an empty value", flags[f].l);
-        long n;
-        switch (flags[f].s) {
-        case 'm':
-            o->model = val;
-            break;
-        case 'c':
-            o->config = val;
-            break;
-        case 'i':
-            o->inputs = val;
-            break;
-        case 'o':
-            o->output = val;
-            break;
-        case 't':
-            if (parse_int(val, 1, 4096, &n)) gd_cli_die("--threads wants an integer from 1 to 4096, got '%.200s'", val);
-            o->threads = (int)n;
-            break;
-        case 'q':
-            o->quiet = 1;
-            break;
-        case 'v':
-            o->verbose = 1;
-            break;
-        }
-    }
+    gd_cli_parse(&SPEC, argc, argv, o, NULL, 0);
     if (!o->model) gd_cli_die("missing -m MODEL.safetensors (see --help)");
     if (!o->inputs) gd_cli_die("missing -i INPUTS.safetensors (see --help)");
     if (!o->output) gd_cli_die("missing -o OUT.safetensors (see --help)");
@@ -265,29 +201,13 @@ static void check_vector(const char *path, const gd_st_tensor *t, const char *na
             shape_str(got, sizeof got, t->ndim, t->shape), (long long)N);
 }
 
-/* ---- main ----------------------------------------------------------------------------------- */
+/* The inputs of one run: x decides the batch, everything else is checked against it and the config. */
+typedef struct {
+    const gd_st_tensor *x, *t, *y, *low_res;
+    int64_t N;
+} inputs;
 
-int main(int argc, char **argv) {
-    gd_cli_set_program(TOOL);
-    options o;
-    parse_args(argc, argv, &o);
-    check_output_path(&o);
-    if (o.threads) gd_set_threads(o.threads);
-    if (o.verbose) fprintf(stderr, TOOL ": %s\n", gd_build_info());
-
-    char err[1024];
-    double t0 = now_s();
-    gd_model *m = gd_model_load(o.model, o.config, err, sizeof err);
-    if (!m) gd_cli_die("%s", err);
-    const gd_config *cfg = gd_model_config(m);
-    const int cls = cfg->kind == GD_NET_CLASSIFIER, sr = cfg->kind == GD_NET_SUPERRES;
-    double t_load = now_s() - t0;
-
-    gd_st_file *io = gd_st_open(o.inputs, err, sizeof err);
-    if (!io) gd_cli_die("%s", err);
-    const char *ip = o.inputs;
-
-    /* x decides the batch; everything else is checked against it and the config. */
+static void find_x_t(const char *ip, gd_st_file *io, const gd_config *cfg, inputs *in) {
     const gd_st_tensor *x = gd_st_find(io, "x");
     if (!x)
         gd_cli_die("%s: no tensor 'x' (the noisy images, F32 [N,%d,%d,%d])", ip, cfg->in_channels, cfg->image_size,
@@ -311,7 +231,12 @@ int main(int argc, char **argv) {
         double v = element(t, i);
         if (!isfinite(v) || v < 0 || v >= T_MAX) gd_cli_die("%s: t[%lld] = %g is outside [0, %g)", ip, (long long)i, v, T_MAX);
     }
+    in->x = x, in->t = t, in->N = N;
+}
 
+static void find_y_low_res(const char *ip, gd_st_file *io, const gd_config *cfg, inputs *in) {
+    const int cls = cfg->kind == GD_NET_CLASSIFIER, sr = cfg->kind == GD_NET_SUPERRES;
+    const int64_t N = in->N;
     const gd_st_tensor *y = gd_st_find(io, "y");
     int want_y = cls ? y != NULL : cfg->class_cond;
     if (y && !want_y) gd_cli_die("%s: 'y' given, but the model is not class-conditional (class_cond false)", ip);
@@ -335,72 +260,118 @@ int main(int argc, char **argv) {
         gd_cli_die("%s: no tensor 'low_res' (F32 [%lld,%d,%d,%d]); the model is a superres model", ip, (long long)N,
             cfg->in_channels, cfg->small_size, cfg->small_size);
     if (lr) check_image(ip, lr, "low_res", N, cfg->in_channels, cfg->small_size);
+    in->y = y, in->low_res = lr;
+}
+
+static void fill_inputs(gd_net *net, const inputs *in) {
+    memcpy(gd_net_x(net), in->x->data, in->x->nbytes);
+    float *tn = gd_net_t(net);
+    for (int64_t i = 0; i < in->N; i++)
+        tn[i] = (float)element(in->t, i);
+    if (in->y) {
+        int32_t *yn = gd_net_y(net);
+        if (!yn) gd_cli_die("internal error: the network has no label input");
+        for (int64_t i = 0; i < in->N; i++)
+            yn[i] = (int32_t)element(in->y, i);
+    }
+    if (in->low_res) {
+        float *ln = gd_net_low_res(net);
+        if (!ln) gd_cli_die("internal error: the network has no low_res input");
+        memcpy(ln, in->low_res->data, in->low_res->nbytes);
+    }
+}
+
+static void print_model_summary(const char *path, const gd_model *m, gd_net *net, int64_t N) {
+    const gd_config *cfg = gd_model_config(m);
+    const int cls = cfg->kind == GD_NET_CLASSIFIER;
+    const gd_graph *g = gd_net_graph(net);
+    fprintf(stderr,
+            TOOL ": model %s: %s, image %dx%d, in_channels %d, model_channels %d, %s %d, %lld params, %d tensors\n",
+            path, kind_name(cfg->kind), cfg->image_size, cfg->image_size, cfg->in_channels, cfg->model_channels,
+            cls ? "classes" : "out_channels", cls ? cfg->num_classes : gd_config_out_channels(cfg),
+            (long long)gd_model_param_count(m), gd_model_tensor_count(m));
+    fprintf(stderr, TOOL ": batch %lld; graph %d nodes, arena %.1f MiB, %.3f GFLOP per forward; threads %d\n",
+            (long long)N, gd_graph_n_nodes(g), (double)gd_graph_arena_bytes(g) / (1 << 20),
+            gd_graph_flops(g) * 1e-9, gd_get_threads());
+}
+
+/* Runs the network: the gradient pass when grad is given, the forward alone otherwise or with -v
+ * (a classifier's forward then is also timed on its own). Times are -1 for a pass not run. */
+static void run_net(gd_net *net, float *grad, int verbose, double *t_fwd, double *t_grad) {
+    *t_fwd = *t_grad = -1;
+    double t0 = now_s();
+    char err[512];
+    if (grad) {
+        if (gd_net_input_grad(net, grad, err, sizeof err)) gd_cli_die("gradient pass failed: %s", err);
+        *t_grad = now_s() - t0;
+    }
+    if (!grad || verbose) {
+        double t1 = now_s();
+        if (gd_net_forward(net, err, sizeof err)) gd_cli_die("forward pass failed: %s", err);
+        *t_fwd = now_s() - t1;
+    }
+}
+
+/* Writes out/logits (and grad) with the config and tool as metadata; returns the seconds taken. */
+static double write_outputs(const char *path, const gd_config *cfg, gd_net *net, const inputs *in, const float *grad) {
+    const gd_tensor *out = gd_net_output(net);
+    char err[1024];
+    gd_st_writer *w = gd_st_writer_new();
+    if (!w) gd_cli_die("out of memory");
+    int bad = gd_st_writer_add(w, cfg->kind == GD_NET_CLASSIFIER ? "logits" : "out", GD_ST_F32, out->ndim, out->ne, out->data);
+    if (grad) bad |= gd_st_writer_add(w, "grad", GD_ST_F32, 4, in->x->shape, grad);
+    bad |= gd_st_writer_meta(w, "config", cfg->json ? cfg->json : "{}");
+    bad |= gd_st_writer_meta(w, "tool", TOOL);
+    if (bad) gd_cli_die("%s: could not collect the outputs (out of memory?)", path);
+    double t0 = now_s();
+    if (gd_st_writer_save(w, path, err, sizeof err)) gd_cli_die("%s", err);
+    gd_st_writer_free(w);
+    return now_s() - t0;
+}
+
+/* ---- main ----------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    gd_cli_set_program(TOOL);
+    options o;
+    parse_args(argc, argv, &o);
+    check_output_path(&o);
+    if (o.threads) gd_set_threads(o.threads);
+    if (o.verbose) fprintf(stderr, TOOL ": %s\n", gd_build_info());
+
+    char err[1024];
+    double t0 = now_s();
+    gd_model *m = gd_model_load(o.model, o.config, err, sizeof err);
+    if (!m) gd_cli_die("%s", err);
+    const gd_config *cfg = gd_model_config(m);
+    const int cls = cfg->kind == GD_NET_CLASSIFIER;
+    double t_load = now_s() - t0;
+
+    gd_st_file *io = gd_st_open(o.inputs, err, sizeof err);
+    if (!io) gd_cli_die("%s", err);
+    inputs in;
+    find_x_t(o.inputs, io, cfg, &in);
+    find_y_low_res(o.inputs, io, cfg, &in);
+    const int64_t N = in.N;
 
     /* Build and plan the network, then fill its inputs. */
     t0 = now_s();
-    int with_grad = cls && y;
+    int with_grad = cls && in.y;
     gd_net *net = gd_net_new(m, (int)N, with_grad, err, sizeof err);
     if (!net) gd_cli_die("%s: %s", o.model, err);
     double t_plan = now_s() - t0;
+    fill_inputs(net, &in);
+    if (o.verbose) print_model_summary(o.model, m, net, N);
 
-    memcpy(gd_net_x(net), x->data, x->nbytes);
-    float *tn = gd_net_t(net);
-    for (int64_t i = 0; i < N; i++)
-        tn[i] = (float)element(t, i);
-    if (y) {
-        int32_t *yn = gd_net_y(net);
-        if (!yn) gd_cli_die("internal error: the network has no label input");
-        for (int64_t i = 0; i < N; i++)
-            yn[i] = (int32_t)element(y, i);
-    }
-    if (lr) {
-        float *ln = gd_net_low_res(net);
-        if (!ln) gd_cli_die("internal error: the network has no low_res input");
-        memcpy(ln, lr->data, lr->nbytes);
-    }
-
-    if (o.verbose) {
-        const gd_graph *g = gd_net_graph(net);
-        fprintf(stderr,
-                TOOL ": model %s: %s, image %dx%d, in_channels %d, model_channels %d, %s %d, %lld params, %d tensors\n",
-                o.model, kind_name(cfg->kind), cfg->image_size, cfg->image_size, cfg->in_channels, cfg->model_channels,
-                cls ? "classes" : "out_channels", cls ? cfg->num_classes : gd_config_out_channels(cfg),
-                (long long)gd_model_param_count(m), gd_model_tensor_count(m));
-        fprintf(stderr, TOOL ": batch %lld; graph %d nodes, arena %.1f MiB, %.3f GFLOP per forward; threads %d\n",
-                (long long)N, gd_graph_n_nodes(g), (double)gd_graph_arena_bytes(g) / (1 << 20),
-                gd_graph_flops(g) * 1e-9, gd_get_threads());
-    }
-
-    /* Run. */
-    const gd_tensor *out = gd_net_output(net);
     float *grad = NULL;
-    double t_fwd = -1, t_grad = -1; /* forward alone; forward + backward */
-    t0 = now_s();
     if (with_grad) {
-        grad = malloc(sizeof(float) * (size_t)x->numel);
-        if (!grad) gd_cli_die("out of memory for the gradient (%lld floats)", (long long)x->numel);
-        if (gd_net_input_grad(net, grad)) gd_cli_die("gradient pass failed: %s", gd_last_error());
-        t_grad = now_s() - t0;
+        grad = malloc(sizeof(float) * (size_t)in.x->numel);
+        if (!grad) gd_cli_die("out of memory for the gradient (%lld floats)", (long long)in.x->numel);
     }
-    if (!with_grad || o.verbose) { /* with -v a classifier's forward is also timed on its own */
-        double t1 = now_s();
-        if (gd_net_forward(net)) gd_cli_die("forward pass failed: %s", gd_last_error());
-        t_fwd = now_s() - t1;
-    }
+    double t_fwd, t_grad; /* forward alone; forward + backward */
+    run_net(net, grad, o.verbose, &t_fwd, &t_grad);
     double t_compute = with_grad ? t_grad : t_fwd;
-
-    /* Write. */
-    gd_st_writer *w = gd_st_writer_new();
-    if (!w) gd_cli_die("out of memory");
-    const char *out_name = cls ? "logits" : "out";
-    int bad = gd_st_writer_add(w, out_name, GD_ST_F32, out->ndim, out->ne, out->data);
-    if (grad) bad |= gd_st_writer_add(w, "grad", GD_ST_F32, 4, x->shape, grad);
-    bad |= gd_st_writer_meta(w, "config", cfg->json ? cfg->json : "{}");
-    bad |= gd_st_writer_meta(w, "tool", TOOL);
-    if (bad) gd_cli_die("%s: could not collect the outputs (out of memory?)", o.output);
-    t0 = now_s();
-    if (gd_st_writer_save(w, o.output, err, sizeof err)) gd_cli_die("%s", err);
-    double t_save = now_s() - t0;
+    double t_save = write_outputs(o.output, cfg, net, &in, grad);
 
     if (o.verbose) {
         fprintf(stderr, TOOL ": timings: load %.3f s, plan %.3f s, forward %.3f s", t_load, t_plan, t_fwd);
@@ -410,13 +381,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, ", write %.3f s\n", t_save);
     }
     if (!o.quiet) {
+        const gd_tensor *out = gd_net_output(net);
         char s1[160], s2[160];
-        printf("%s: %s F32 %s", o.output, out_name, shape_str(s1, sizeof s1, out->ndim, out->ne));
-        if (grad) printf(", grad F32 %s", shape_str(s2, sizeof s2, 4, x->shape));
+        printf("%s: %s F32 %s", o.output, cls ? "logits" : "out", shape_str(s1, sizeof s1, out->ndim, out->ne));
+        if (grad) printf(", grad F32 %s", shape_str(s2, sizeof s2, 4, in.x->shape));
         printf(" (%s, batch %lld, %.3f s)\n", kind_name(cfg->kind), (long long)N, t_compute);
     }
 
-    gd_st_writer_free(w);
     free(grad);
     gd_net_free(net);
     gd_st_close(io);

@@ -22,21 +22,40 @@
 #include <time.h>
 #include <unistd.h>
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]\n"
-               "Trains the network the run config describes (configs/train_*.json are examples):\n"
-               "  kind \"diffusion\": ADM U-Net, epsilon MSE + 0.001 L_vlb (learned range), label dropout\n"
-               "  kind \"classifier\": EncoderUNet on q_sample(x0, t) (\"noised\": true) or clean images,\n"
-               "                    cross-entropy + ect_lambda * (log C - H(p)); \"hflip\": true mirrors\n"
-               "                    half of each batch (random, seeded)\n"
-               "Writes OUT/checkpoint.safetensors (weights, AdamW moments, EMA, step; atomic) every\n"
-               "checkpoint_every steps, OUT/model.safetensors (EMA weights, config embedded) and OUT/log.jsonl.\n"
-               "--resume continues from OUT/checkpoint.safetensors (a finished run just exports its model again);\n"
-               "--stop-after N stops after N more steps (checkpointing first).\n"
-               "--eval T1,T2,..  (classifiers) accuracy of OUT/model.safetensors on the run's test_data\n"
-               "                 (default: the Fashion-MNIST test set) at each original timestep T (0 = clean),\n"
-               "                 one JSON line each; nothing is trained.\n");
-}
+typedef struct {
+    const char *run, *eval;
+    int resume, quiet, threads;
+    int stop_after; /* -1: none */
+} options;
+
+#define OPT(f) offsetof(options, f)
+static const gd_cli_flag FLAGS[] = {
+    {"-c", "--config", "RUN.json", GD_CLI_STR, OPT(run), .help = "the run config (configs/train_*.json are examples)"},
+    {NULL, "--resume", NULL, GD_CLI_SWITCH, OPT(resume),
+     .help = "continue from OUT/checkpoint.safetensors\n(a finished run just exports its model again)"},
+    {NULL, "--stop-after", "N", GD_CLI_INT, OPT(stop_after), .lo = 0, .hi = 2147483647,
+     .help = "stop after N more steps (checkpointing first)"},
+    {NULL, "--eval", "T1,T2,..", GD_CLI_STR, OPT(eval),
+     .help = "(classifiers) accuracy of OUT/model.safetensors on the run's test_data\n"
+             "(default: the Fashion-MNIST test set) at each original timestep T (0 = clean),\n"
+             "one JSON line each; nothing is trained"},
+    {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 1024, .help = "worker threads"},
+    {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no progress on stderr"},
+    {0},
+};
+#undef OPT
+
+static const gd_cli_spec SPEC = {
+    .usage = "ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]",
+    .about = "Trains the network the run config describes (configs/train_*.json are examples):\n"
+             "  kind \"diffusion\": ADM U-Net, epsilon MSE + 0.001 L_vlb (learned range), label dropout\n"
+             "  kind \"classifier\": EncoderUNet on q_sample(x0, t) (\"noised\": true) or clean images,\n"
+             "                    cross-entropy + ect_lambda * (log C - H(p)); \"hflip\": true mirrors\n"
+             "                    half of each batch (random, seeded)\n"
+             "Writes OUT/checkpoint.safetensors (weights, AdamW moments, EMA, step; atomic) every\n"
+             "checkpoint_every steps, OUT/model.safetensors (EMA weights, config embedded) and OUT/log.jsonl.\n",
+    .flags = FLAGS,
+};
 
 static double num(const cJSON *o, const char *k, double def) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
@@ -146,7 +165,7 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
             gd_rng_randn(&r, noise, (int64_t)B * per);
             gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
             for (int i = 0; i < B; i++) gd_net_t(net)[i] = (float)t;
-            gd_net_forward(net);
+            gd_net_forward(net, NULL, 0);
             const float *z = gd_net_output(net)->data;
             for (int i = 0; i < valid; i++) {
                 int best = 0;
@@ -167,226 +186,298 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
     return 0;
 }
 
-int main(int argc, char **argv) {
-    gd_cli_set_program("ddpm-train");
-    const char *run_path = NULL;
-    int resume = 0, quiet = 0, threads = 0;
-    long long stop_after = -1;
-    const char *eval_ts = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--resume")) resume = 1;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
-        else if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) run_path = argv[++i];
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && i + 1 < argc) threads = (int)gd_cli_long(a, argv[++i], 1, 1024);
-        else if (!strcmp(a, "--stop-after") && i + 1 < argc) stop_after = gd_cli_long(a, argv[++i], 0, 2147483647L);
-        else if (!strcmp(a, "--eval") && i + 1 < argc) eval_ts = argv[++i];
-        else gd_cli_die("unknown or incomplete option '%s' (see --help)", a);
-    }
-    if (!run_path) gd_cli_die("need -c RUN.json (see --help)");
-    if (threads > 0) gd_set_threads(threads);
-    char *text = read_file(run_path);
-    cJSON *run = cJSON_Parse(text);
-    if (!run || !cJSON_IsObject(run)) gd_cli_die("%s: not a JSON object", run_path);
+/* The run config and the model config inside it. */
+typedef struct {
+    char *text, *mjson;
+    cJSON *run;
+    gd_config cfg;
+    int diffusion;
+    const char *out;
+} run_config;
+
+static void load_run(const char *path, run_config *rc) {
+    rc->text = read_file(path);
+    rc->run = cJSON_Parse(rc->text);
+    const cJSON *run = rc->run;
+    if (!run || !cJSON_IsObject(run)) gd_cli_die("%s: not a JSON object", path);
     const char *kind = str(run, "kind", "diffusion");
-    int diffusion = !strcmp(kind, "diffusion");
+    int diffusion = rc->diffusion = !strcmp(kind, "diffusion");
     if (!diffusion && strcmp(kind, "classifier")) gd_cli_die("run config: kind must be diffusion or classifier");
     const cJSON *mcfg = cJSON_GetObjectItemCaseSensitive(run, "model");
     if (!cJSON_IsObject(mcfg)) gd_cli_die("run config: \"model\" must be a model config object (docs/config.md)");
-    char *mjson = cJSON_PrintUnformatted(mcfg), err[600];
-    gd_config cfg;
-    if (gd_config_parse(mjson, &cfg, err, sizeof err)) gd_cli_die("%s", err);
-    if (diffusion != (cfg.kind == GD_NET_UNET)) gd_cli_die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
-    const char *out = str(run, "out", NULL);
+    char err[600];
+    rc->mjson = cJSON_PrintUnformatted(mcfg);
+    if (gd_config_parse(rc->mjson, &rc->cfg, err, sizeof err)) gd_cli_die("%s", err);
+    if (diffusion != (rc->cfg.kind == GD_NET_UNET)) gd_cli_die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
+    const char *out = rc->out = str(run, "out", NULL);
     if (!out) gd_cli_die("run config: \"out\" (a directory) is required");
     mkdir(out, 0777);
     struct stat st;
     if (stat(out, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("cannot create output directory %s", out);
+}
 
-    if (eval_ts) {
-        int rc = evaluate(run, &cfg, out, eval_ts);
-        gd_config_free(&cfg);
-        cJSON_free(mjson);
-        cJSON_Delete(run);
-        free(text);
-        return rc;
-    }
+static void free_run(run_config *rc) {
+    gd_config_free(&rc->cfg);
+    cJSON_free(rc->mjson);
+    cJSON_Delete(rc->run);
+    free(rc->text);
+}
 
-    /* ---- data ---- */
+static void load_data(const cJSON *run, const gd_config *cfg, int diffusion, gd_dataset *data) {
     const cJSON *dcfg = cJSON_GetObjectItemCaseSensitive(run, "data");
-    gd_dataset data;
+    char err[600];
     if (str(dcfg, "folder", NULL)) {
-        if (gd_dataset_load_folder(str(dcfg, "folder", NULL), cfg.in_channels, cfg.image_size, &data, err, sizeof err))
+        if (gd_dataset_load_folder(str(dcfg, "folder", NULL), cfg->in_channels, cfg->image_size, data, err, sizeof err))
             gd_cli_die("%s", err);
     } else {
         if (gd_dataset_load_idx(str(dcfg, "images", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
-                                str(dcfg, "labels", "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"), &data,
+                                str(dcfg, "labels", "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"), data,
                                 err, sizeof err))
             gd_cli_die("%s", err);
     }
-    if (data.h != cfg.image_size || data.w != cfg.image_size || data.c != cfg.in_channels)
-        gd_cli_die("data are %dx%dx%d images, the model takes %dx%dx%d", data.c, data.h, data.w, cfg.in_channels, cfg.image_size,
-            cfg.image_size);
-    if ((diffusion && cfg.class_cond) || !diffusion)
-        if (data.num_classes > cfg.num_classes) gd_cli_die("data have %d classes, the model %d", data.num_classes, cfg.num_classes);
+    if (data->h != cfg->image_size || data->w != cfg->image_size || data->c != cfg->in_channels)
+        gd_cli_die("data are %dx%dx%d images, the model takes %dx%dx%d", data->c, data->h, data->w, cfg->in_channels, cfg->image_size,
+            cfg->image_size);
+    if ((diffusion && cfg->class_cond) || !diffusion)
+        if (data->num_classes > cfg->num_classes) gd_cli_die("data have %d classes, the model %d", data->num_classes, cfg->num_classes);
+}
 
-    /* ---- model, schedule, optimizer ---- */
-    const int B = (int)num(run, "batch_size", 64);
-    const int64_t steps = (int64_t)num(run, "steps", 10000);
-    const uint64_t seed = (uint64_t)num(run, "seed", 0);
-    const double label_dropout = num(run, "label_dropout", diffusion && cfg.null_class ? 0.1 : 0.0);
-    const double ect = num(run, "ect_lambda", 0.0);
-    const int noised = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(run, "noised")) ? 0 : 1;
+/* A training run: its settings, the network and optimizer, and the per-step buffers. */
+typedef struct {
+    const gd_config *cfg;
+    const char *mjson;
+    const gd_dataset *data;
+    int diffusion, B, noised, hflip;
+    int64_t steps, ckpt_every, log_every;
+    uint64_t seed;
+    double label_dropout, ect;
+    gd_net *net;
+    gd_diffusion *diff;
+    gd_optim *opt;
+    gd_param_ref *refs;
+    float *x0, *noise, *dout;
+    int32_t *idx, *labels;
+    int *kk;
+    gd_loss_terms *terms;
+    int64_t perm_epoch;
+    double mse_acc, vb_acc; /* diffusion loss terms since the last log line */
+} trainer;
+
+static void read_settings(trainer *tr, const cJSON *run) {
+    const gd_config *cfg = tr->cfg;
+    tr->B = (int)num(run, "batch_size", 64);
+    tr->steps = (int64_t)num(run, "steps", 10000);
+    tr->seed = (uint64_t)num(run, "seed", 0);
+    tr->label_dropout = num(run, "label_dropout", tr->diffusion && cfg->null_class ? 0.1 : 0.0);
+    tr->ect = num(run, "ect_lambda", 0.0);
+    tr->noised = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(run, "noised")) ? 0 : 1;
     /* random horizontal flips: Fashion-MNIST's classes are mirror-invariant, and the clean-image
        evaluator otherwise overfits within a few epochs */
-    const int hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "hflip"));
-    const int64_t ckpt_every = (int64_t)num(run, "checkpoint_every", 1000), log_every = (int64_t)num(run, "log_every", 50);
-    if (B < 1 || steps < 1 || label_dropout < 0 || label_dropout > 1) gd_cli_die("run config: bad batch_size, steps or label_dropout");
-    if (label_dropout > 0 && !cfg.null_class) gd_cli_die("run config: label_dropout needs a model with null_class");
-    gd_model *m = gd_model_random(&cfg, seed + 1);
-    gd_diffusion *diff = gd_diffusion_new(cfg.noise_schedule, cfg.diffusion_steps, "", err, sizeof err);
-    if (!diff) gd_cli_die("%s", err);
-    gd_model_make_trainable(m);
-    gd_net *net = gd_net_new_train(m, B, err, sizeof err);
-    if (!net) gd_cli_die("%s", err);
+    tr->hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "hflip"));
+    tr->ckpt_every = (int64_t)num(run, "checkpoint_every", 1000), tr->log_every = (int64_t)num(run, "log_every", 50);
+    if (tr->B < 1 || tr->steps < 1 || tr->label_dropout < 0 || tr->label_dropout > 1)
+        gd_cli_die("run config: bad batch_size, steps or label_dropout");
+    if (tr->label_dropout > 0 && !cfg->null_class) gd_cli_die("run config: label_dropout needs a model with null_class");
+}
+
+/* AdamW (and EMA) over every parameter of the net, set by the run's "optim" object. */
+static gd_optim *new_optimizer(trainer *tr, const cJSON *run) {
     const cJSON *oc = cJSON_GetObjectItemCaseSensitive(run, "optim");
     const char *decay = str(oc, "decay", "cosine");
     gd_optim_config ocfg = {.lr = num(oc, "lr", 2e-4), .beta1 = num(oc, "beta1", 0.9), .beta2 = num(oc, "beta2", 0.999),
                             .eps = num(oc, "eps", 1e-8), .weight_decay = num(oc, "weight_decay", 0.0),
-                            .warmup_steps = (int64_t)num(oc, "warmup", 500), .total_steps = steps,
+                            .warmup_steps = (int64_t)num(oc, "warmup", 500), .total_steps = tr->steps,
                             .decay_kind = !strcmp(decay, "cosine") ? 2 : !strcmp(decay, "linear") ? 1 : 0,
                             .final_frac = num(oc, "final_frac", 0.1), .clip_norm = num(oc, "clip", 1.0),
-                            .ema_rate = num(oc, "ema", diffusion ? 0.9999 : 0.0)};
-    int np = gd_net_param_count(net);
-    gd_param_ref *refs = calloc((size_t)np, sizeof *refs);
+                            .ema_rate = num(oc, "ema", tr->diffusion ? 0.9999 : 0.0)};
+    int np = gd_net_param_count(tr->net);
+    gd_param_ref *refs = tr->refs = calloc((size_t)np, sizeof *refs);
     for (int i = 0; i < np; i++) {
         const char *name;
         float *w;
         const float *g;
         int64_t cnt;
-        gd_net_param(net, i, &name, &w, &g, &cnt);
-        refs[i] = (gd_param_ref){name, w, g, cnt, gd_net_param_tensor(net, i)->ndim > 1};
+        gd_net_param(tr->net, i, &name, &w, &g, &cnt);
+        refs[i] = (gd_param_ref){name, w, g, cnt, gd_net_param_tensor(tr->net, i)->ndim > 1};
     }
-    gd_optim *opt = gd_optim_new(&ocfg, refs, np);
-    char ckpt[PATH_MAX], model_out[PATH_MAX], log_path[PATH_MAX];
+    return gd_optim_new(&ocfg, refs, np);
+}
+
+static void alloc_buffers(trainer *tr) {
+    const int B = tr->B, per = tr->cfg->in_channels * tr->cfg->image_size * tr->cfg->image_size;
+    tr->x0 = malloc(sizeof(float) * (size_t)B * per), tr->noise = malloc(sizeof(float) * (size_t)B * per);
+    tr->idx = malloc(sizeof(int32_t) * (size_t)tr->data->n), tr->labels = malloc(sizeof(int32_t) * (size_t)B);
+    tr->kk = malloc(sizeof(int) * (size_t)B);
+    tr->dout = malloc(sizeof(float) * (size_t)gd_nelements(gd_net_output(tr->net)));
+    tr->terms = malloc(sizeof *tr->terms * (size_t)B);
+    tr->perm_epoch = -1;
+}
+
+static void free_trainer(trainer *tr) {
+    free(tr->x0);
+    free(tr->noise);
+    free(tr->idx);
+    free(tr->labels);
+    free(tr->kk);
+    free(tr->dout);
+    free(tr->terms);
+    free(tr->refs);
+    gd_optim_free(tr->opt);
+    gd_net_free(tr->net);
+    gd_diffusion_free(tr->diff);
+}
+
+/* Batch s of the run takes positions [s*B, s*B+B) of the concatenated epoch permutations. */
+static void fill_batch(trainer *tr, int64_t s) {
+    const gd_dataset *data = tr->data;
+    const int B = tr->B;
+    int32_t bidx[4096];
+    for (int i = 0; i < B && i < 4096; i++) {
+        int64_t pos = s * (int64_t)B + i, ep = pos / data->n;
+        if (ep != tr->perm_epoch) {
+            gd_dataset_permutation(data->n, tr->seed, (uint64_t)ep, tr->idx);
+            tr->perm_epoch = ep;
+        }
+        bidx[i] = tr->idx[pos % data->n];
+    }
+    gd_dataset_batch(data, bidx, B, tr->x0, tr->labels);
+}
+
+/* Noises batch s (timesteps, noise, label dropout and flips drawn from (seed, s)), runs the
+ * forward pass and returns the loss, its gradient left in tr->dout. */
+static double forward_loss(trainer *tr, int64_t s) {
+    const gd_config *cfg = tr->cfg;
+    gd_net *net = tr->net;
+    gd_diffusion *diff = tr->diff;
+    const int B = tr->B, per = cfg->in_channels * cfg->image_size * cfg->image_size;
+    float *x0 = tr->x0, *noise = tr->noise;
+    int *kk = tr->kk;
+    const gd_tensor *outt = gd_net_output(net);
+    gd_rng r;
+    step_rng(&r, tr->seed, s, 1);
+    int64_t tt[4096];
+    gd_rng_randint(&r, diff->K, tt, B);
+    for (int i = 0; i < B; i++) kk[i] = (int)tt[i];
+    double loss;
+    if (tr->diffusion) {
+        gd_rng_randn(&r, noise, (int64_t)B * per);
+        gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
+        for (int i = 0; i < B; i++) gd_net_t(net)[i] = (float)diff->timestep_map[kk[i]];
+        if (gd_net_y(net)) {
+            for (int i = 0; i < B; i++) {
+                uint32_t u = gd_rng_u32(&r);
+                gd_net_y(net)[i] = (double)u / 4294967296.0 < tr->label_dropout ? cfg->num_classes : tr->labels[i];
+            }
+        }
+        gd_net_forward(net, NULL, 0);
+        loss = gd_hybrid_loss(diff, B, cfg->in_channels, cfg->image_size * cfg->image_size, cfg->learn_sigma,
+                              outt->data, x0, gd_net_x(net), noise, kk, tr->terms, tr->dout);
+        for (int i = 0; i < B; i++) tr->mse_acc += tr->terms[i].mse / B, tr->vb_acc += tr->terms[i].vb / B;
+    } else {
+        if (tr->noised) {
+            gd_rng_randn(&r, noise, (int64_t)B * per);
+            gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
+        } else {
+            memcpy(gd_net_x(net), x0, sizeof(float) * (size_t)B * per);
+            for (int i = 0; i < B; i++) kk[i] = 0;
+        }
+        if (tr->hflip) flip_some(&r, gd_net_x(net), B, cfg->in_channels * cfg->image_size, cfg->image_size);
+        for (int i = 0; i < B; i++) gd_net_t(net)[i] = tr->noised ? (float)diff->timestep_map[kk[i]] : 0.0f;
+        gd_net_forward(net, NULL, 0);
+        loss = gd_ect_loss(B, cfg->num_classes, outt->data, tr->labels, tr->ect, NULL, tr->dout);
+    }
+    return loss;
+}
+
+/* Steps from the checkpoint's step (or 0) to the end or --stop-after, logging and checkpointing. */
+static void train(trainer *tr, const options *o, const char *out) {
+    gd_optim *opt = tr->opt;
+    gd_net *net = tr->net;
+    const char *mjson = tr->mjson;
+    const int B = tr->B;
+    const int64_t steps = tr->steps;
+    char err[600], ckpt[PATH_MAX], model_out[PATH_MAX], log_path[PATH_MAX];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
     snprintf(model_out, sizeof model_out, "%s/model.safetensors", out);
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", out);
-    if (resume && !access(ckpt, F_OK)) {
+    if (o->resume && !access(ckpt, F_OK)) {
         if (gd_optim_load(opt, ckpt, err, sizeof err)) gd_cli_die("%s", err);
-        if (!quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)gd_optim_step_count(opt));
+        if (!o->quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)gd_optim_step_count(opt));
     }
-    FILE *logf = fopen(log_path, resume ? "a" : "w");
+    FILE *logf = fopen(log_path, o->resume ? "a" : "w");
     if (!logf) gd_cli_die("%s: %s", log_path, strerror(errno));
 
-    /* ---- loop ---- */
-    const int per = cfg.in_channels * cfg.image_size * cfg.image_size, K = diff->K;
-    float *x0 = malloc(sizeof(float) * (size_t)B * per), *noise = malloc(sizeof(float) * (size_t)B * per);
-    int32_t *idx = malloc(sizeof(int32_t) * (size_t)data.n), *labels = malloc(sizeof(int32_t) * (size_t)B);
-    int *kk = malloc(sizeof(int) * (size_t)B);
-    const gd_tensor *outt = gd_net_output(net);
-    float *dout = malloc(sizeof(float) * (size_t)gd_nelements(outt));
-    int64_t perm_epoch = -1;
-    double t0 = gd_time_now(), loss_acc = 0, mse_acc = 0, vb_acc = 0;
+    double t0 = gd_time_now(), loss_acc = 0;
     int64_t acc_n = 0, start = gd_optim_step_count(opt);
-    gd_loss_terms *terms = malloc(sizeof *terms * (size_t)B);
+    alloc_buffers(tr);
     if (B > 4096) gd_cli_die("run config: batch_size at most 4096");
     for (int64_t s = start; s < steps; s++) {
-        if (stop_after >= 0 && s - start >= stop_after) { /* a planned stop: checkpoint where we are */
+        if (o->stop_after >= 0 && s - start >= o->stop_after) { /* a planned stop: checkpoint where we are */
             if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
             write_model(model_out, opt, net, mjson);
             break;
         }
-        /* batch b of the run takes positions [s*B, s*B+B) of the concatenated epoch permutations */
-        int32_t bidx[4096];
-        for (int i = 0; i < B && i < 4096; i++) {
-            int64_t pos = s * (int64_t)B + i, ep = pos / data.n;
-            if (ep != perm_epoch) {
-                gd_dataset_permutation(data.n, seed, (uint64_t)ep, idx);
-                perm_epoch = ep;
-            }
-            bidx[i] = idx[pos % data.n];
-        }
-        gd_dataset_batch(&data, bidx, B, x0, labels);
-        gd_rng r;
-        step_rng(&r, seed, s, 1);
-        int64_t tt[4096];
-        gd_rng_randint(&r, K, tt, B);
-        for (int i = 0; i < B; i++) kk[i] = (int)tt[i];
-        double loss;
-        if (diffusion) {
-            gd_rng_randn(&r, noise, (int64_t)B * per);
-            gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
-            for (int i = 0; i < B; i++) gd_net_t(net)[i] = (float)diff->timestep_map[kk[i]];
-            if (gd_net_y(net)) {
-                for (int i = 0; i < B; i++) {
-                    uint32_t u = gd_rng_u32(&r);
-                    gd_net_y(net)[i] = (double)u / 4294967296.0 < label_dropout ? cfg.num_classes : labels[i];
-                }
-            }
-            gd_net_forward(net);
-            loss = gd_hybrid_loss(diff, B, cfg.in_channels, cfg.image_size * cfg.image_size, cfg.learn_sigma,
-                                  outt->data, x0, gd_net_x(net), noise, kk, terms, dout);
-            for (int i = 0; i < B; i++) mse_acc += terms[i].mse / B, vb_acc += terms[i].vb / B;
-        } else {
-            if (noised) {
-                gd_rng_randn(&r, noise, (int64_t)B * per);
-                gd_q_sample(diff, B, per, x0, noise, kk, gd_net_x(net));
-            } else {
-                memcpy(gd_net_x(net), x0, sizeof(float) * (size_t)B * per);
-                for (int i = 0; i < B; i++) kk[i] = 0;
-            }
-            if (hflip) flip_some(&r, gd_net_x(net), B, cfg.in_channels * cfg.image_size, cfg.image_size);
-            for (int i = 0; i < B; i++) gd_net_t(net)[i] = noised ? (float)diff->timestep_map[kk[i]] : 0.0f;
-            gd_net_forward(net);
-            loss = gd_ect_loss(B, cfg.num_classes, outt->data, labels, ect, NULL, dout);
-        }
-        if (gd_net_backward(net, dout)) gd_cli_die("backward: %s", gd_last_error());
+        fill_batch(tr, s);
+        double loss = forward_loss(tr, s);
+        if (gd_net_backward(net, tr->dout, err, sizeof err)) gd_cli_die("backward: %s", err);
         double gnorm = gd_optim_step(opt);
         loss_acc += loss;
         acc_n++;
         int64_t done = s + 1;
-        if (done % log_every == 0 || done == steps) {
+        if (done % tr->log_every == 0 || done == steps) {
             double el = gd_time_now() - t0, sps = (double)(done - start) * B / el, eta = (double)(steps - done) * B / sps;
             fprintf(logf, "{\"step\": %lld, \"loss\": %.6f, \"mse\": %.6f, \"vb\": %.6f, \"grad_norm\": %.4f, \"lr\": %.3g, "
                           "\"samples_per_s\": %.2f}\n",
-                    (long long)done, loss_acc / acc_n, mse_acc / acc_n, vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
+                    (long long)done, loss_acc / acc_n, tr->mse_acc / acc_n, tr->vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
             fflush(logf);
-            if (!quiet)
+            if (!o->quiet)
                 fprintf(stderr, "\rstep %lld/%lld  loss %.5f  %.1f samples/s  ETA %.0f min   ", (long long)done,
                         (long long)steps, loss_acc / acc_n, sps, eta / 60);
-            loss_acc = mse_acc = vb_acc = 0;
+            loss_acc = tr->mse_acc = tr->vb_acc = 0;
             acc_n = 0;
         }
-        if (done % ckpt_every == 0 || done == steps) {
+        if (done % tr->ckpt_every == 0 || done == steps) {
             if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
             write_model(model_out, opt, net, mjson);
         }
     }
     if (start >= steps) /* a finished run: export the model again (e.g. after a config edit) */
         write_model(model_out, opt, net, mjson);
-    if (!quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
+    if (!o->quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
     fclose(logf);
-    free(x0);
-    free(noise);
-    free(idx);
-    free(labels);
-    free(kk);
-    free(dout);
-    free(terms);
-    free(refs);
-    gd_optim_free(opt);
-    gd_net_free(net);
-    gd_diffusion_free(diff);
+}
+
+int main(int argc, char **argv) {
+    gd_cli_set_program("ddpm-train");
+    options o = {.stop_after = -1};
+    gd_cli_parse(&SPEC, argc, argv, &o, NULL, 0);
+    if (!o.run) gd_cli_die("need -c RUN.json (see --help)");
+    if (o.threads > 0) gd_set_threads(o.threads);
+    run_config rc = {0};
+    load_run(o.run, &rc);
+    if (o.eval) {
+        int status = evaluate(rc.run, &rc.cfg, rc.out, o.eval);
+        free_run(&rc);
+        return status;
+    }
+    gd_dataset data;
+    load_data(rc.run, &rc.cfg, rc.diffusion, &data);
+
+    trainer tr = {.cfg = &rc.cfg, .mjson = rc.mjson, .data = &data, .diffusion = rc.diffusion};
+    read_settings(&tr, rc.run);
+    char err[600];
+    gd_model *m = gd_model_random(&rc.cfg, tr.seed + 1);
+    tr.diff = gd_diffusion_new(rc.cfg.noise_schedule, rc.cfg.diffusion_steps, "", err, sizeof err);
+    if (!tr.diff) gd_cli_die("%s", err);
+    gd_model_make_trainable(m);
+    tr.net = gd_net_new_train(m, tr.B, err, sizeof err);
+    if (!tr.net) gd_cli_die("%s", err);
+    tr.opt = new_optimizer(&tr, rc.run);
+    train(&tr, &o, rc.out);
+
+    free_trainer(&tr);
     gd_model_free(m);
     gd_dataset_free(&data);
-    gd_config_free(&cfg);
-    cJSON_free(mjson);
-    cJSON_Delete(run);
-    free(text);
+    free_run(&rc);
     return 0;
 }

@@ -8,6 +8,7 @@
 struct gd_ctx {
     gd_tensor *tensors;
     int n, cap;
+    char err[256]; /* the first op error (gd_ctx_fail), "" when none */
 };
 
 /* Records a node of dtype f32. NULL inputs propagate NULL so builders can check once at the end. */

@@ -1,5 +1,7 @@
-/* Graph build, memory plan, forward execution and the reverse-mode sweep. */
+/* Graph build, analysis (liveness, gradients, widening) and memory plan, forward execution and
+ * the reverse-mode sweep. Offsets come from the allocator in alloc.c. */
 #include "core/gd_internal.h"
+#include "gd_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,15 +41,18 @@ struct gd_graph {
     bool *req;         /* needs a gradient, indexed like nodes */
     bool *widen;       /* a convert whose f32 copy lives in the widening scratch, indexed like nodes */
     bool *zeroed;      /* backward: gradient buffers zeroed so far in this sweep */
-    char *arena;       /* activations, planned inputs, the widening scratch, then gradients */
+    unsigned char *dreg, *greg; /* the region (see bind) of each buffer and of each gradient */
+    size_t *goffs;     /* gradient offsets in their region */
+    char *arena;       /* the graph's own buffer (see bind for its layout) */
     size_t arena_bytes;
-    float *work;
+    size_t act_top[2], grad_top[2], widen_bytes; /* per region; the widening scratch */
+    gd_arena *shared;  /* NULL when planned privately */
+    size_t shared_bytes; /* what the graph needs of the shared arena */
+    unsigned shared_generation; /* the arena's generation at the last bind */
+    float *work, *own_work; /* the ops' scratch; own_work when it is not in the shared arena */
     size_t work_floats;
     int planned, with_backward;
 };
-
-#define ALIGN 64
-static size_t align_up(size_t x) { return (x + ALIGN - 1) & ~(size_t)(ALIGN - 1); }
 
 static int index_of(const gd_graph *g, const gd_tensor *t) { return (int)(t - g->ctx->tensors); }
 
@@ -61,22 +66,36 @@ static void mark(gd_ctx *ctx, gd_tensor *t, char *seen) {
         if (t->src[s]) mark(ctx, t->src[s], seen);
 }
 
-gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs) {
+gd_graph *gd_graph_build(gd_ctx *ctx, gd_tensor **outputs, int n_outputs, char *err, size_t errlen) {
     for (int i = 0; i < n_outputs; i++)
         if (!outputs[i]) {
-            gd_set_error("graph output %d is NULL (an op failed: %s)", i, gd_last_error());
+            gd_errf(err, errlen, "graph output %d is NULL (%s)", i, ctx->err[0] ? ctx->err : "an op failed");
             return NULL;
         }
+    if (ctx->err[0]) { /* an op failed on a branch no output reads: still a broken graph */
+        gd_errf(err, errlen, "%s", ctx->err);
+        return NULL;
+    }
+    size_t n1 = (size_t)ctx->n + 1;
     gd_graph *g = calloc(1, sizeof *g);
-    char *seen = calloc((size_t)ctx->n + 1, 1);
-    g->nodes = malloc(sizeof *g->nodes * ((size_t)ctx->n + 1));
-    g->req = calloc((size_t)ctx->n + 1, sizeof *g->req);
-    g->widen = calloc((size_t)ctx->n + 1, sizeof *g->widen);
-    g->zeroed = calloc((size_t)ctx->n + 1, sizeof *g->zeroed);
-    if (!g || !seen || !g->nodes || !g->req || !g->widen || !g->zeroed) {
+    char *seen = calloc(n1, 1);
+    if (!g || !seen) {
+        free(g);
+        free(seen);
+        gd_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->nodes = malloc(sizeof *g->nodes * n1);
+    g->req = calloc(n1, sizeof *g->req);
+    g->widen = calloc(n1, sizeof *g->widen);
+    g->zeroed = calloc(n1, sizeof *g->zeroed);
+    g->dreg = calloc(n1, 1);
+    g->greg = calloc(n1, 1);
+    g->goffs = calloc(n1, sizeof *g->goffs);
+    if (!g->nodes || !g->req || !g->widen || !g->zeroed || !g->dreg || !g->greg || !g->goffs) {
         free(seen);
         gd_graph_free(g);
-        gd_set_error("out of memory");
+        gd_errf(err, errlen, "out of memory");
         return NULL;
     }
     g->ctx = ctx;
@@ -96,8 +115,11 @@ void gd_graph_free(gd_graph *g) {
     free(g->req);
     free(g->widen);
     free(g->zeroed);
+    free(g->dreg);
+    free(g->greg);
+    free(g->goffs);
     free(g->arena);
-    free(g->work);
+    free(g->own_work);
     free(g);
 }
 
@@ -107,144 +129,104 @@ static gd_tensor *owner(gd_tensor *t) {
     return t;
 }
 
-typedef struct {
-    size_t offs, size;
-} block;
+/* ---- graph analysis: liveness, what needs a gradient, widening groups ---- */
 
-typedef struct {
-    block *free;
-    int nfree;
-    size_t top;
-} allocator;
-
-static size_t alloc_block(allocator *a, size_t size) {
-    int best = -1;
-    for (int i = 0; i < a->nfree; i++)
-        if (a->free[i].size >= size && (best < 0 || a->free[i].size < a->free[best].size)) best = i;
-    if (best < 0) {
-        /* Grow from the top, absorbing a free block that ends there. */
-        if (a->nfree && a->free[a->nfree - 1].offs + a->free[a->nfree - 1].size == a->top) {
-            size_t offs = a->free[--a->nfree].offs;
-            a->top = offs + size;
-            return offs;
-        }
-        size_t offs = a->top;
-        a->top += size;
-        return offs;
-    }
-    size_t offs = a->free[best].offs;
-    a->free[best].offs += size;
-    a->free[best].size -= size;
-    if (a->free[best].size == 0) {
-        memmove(&a->free[best], &a->free[best + 1], sizeof(block) * (size_t)(a->nfree - best - 1));
-        a->nfree--;
-    }
-    return offs;
-}
-
-static void free_block(allocator *a, size_t offs, size_t size) {
-    int i = 0;
-    while (i < a->nfree && a->free[i].offs < offs) i++;
-    memmove(&a->free[i + 1], &a->free[i], sizeof(block) * (size_t)(a->nfree - i));
-    a->free[i] = (block){offs, size};
-    a->nfree++;
-    if (i + 1 < a->nfree && a->free[i].offs + a->free[i].size == a->free[i + 1].offs) {
-        a->free[i].size += a->free[i + 1].size;
-        memmove(&a->free[i + 1], &a->free[i + 2], sizeof(block) * (size_t)(a->nfree - i - 2));
-        a->nfree--;
-    }
-    if (i > 0 && a->free[i - 1].offs + a->free[i - 1].size == a->free[i].offs) {
-        a->free[i - 1].size += a->free[i].size;
-        memmove(&a->free[i], &a->free[i + 1], sizeof(block) * (size_t)(a->nfree - i - 1));
-        a->nfree--;
-    }
-}
-
-int gd_graph_plan(gd_graph *g, int with_backward) {
-    int n = g->n;
-    gd_ctx *ctx = g->ctx;
-    int *last = malloc(sizeof(int) * (size_t)ctx->n);
-    allocator al = {malloc(sizeof(block) * (size_t)(n + 1)), 0, 0};
-    if (!last || !al.free) {
-        free(last);
-        free(al.free);
-        gd_set_error("out of memory");
-        return -1;
-    }
-    for (int i = 0; i < ctx->n; i++) last[i] = -1;
-    for (int k = 0; k < n; k++) {
+/* t->last_use of every buffer owner: the last node reading it, g->n for an output (read after
+ * compute, possibly also by later nodes), -1 when nothing reads it. */
+static void analyze_last_use(gd_graph *g) {
+    for (int k = 0; k < g->n; k++) g->nodes[k]->last_use = -1;
+    for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
         for (int s = 0; s < GD_MAX_SRC; s++)
-            if (t->src[s]) last[index_of(g, owner(t->src[s]))] = k;
+            if (t->src[s]) owner(t->src[s])->last_use = k;
     }
-    for (int k = 0; k < n; k++) /* after all readers: an output may also feed later nodes */
-        if (g->nodes[k]->flags & GD_FLAG_OUTPUT) last[index_of(g, owner(g->nodes[k]))] = n;
-    for (int k = 0; k < n; k++) {
+    for (int k = 0; k < g->n; k++)
+        if (g->nodes[k]->flags & GD_FLAG_OUTPUT) owner(g->nodes[k])->last_use = g->n;
+}
+
+/* A node needs a gradient when a leaf flagged GD_FLAG_NEEDS_GRAD lies below it. */
+static void analyze_requires_grad(gd_graph *g, int with_backward) {
+    for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
         bool r = t->op == GD_OP_NONE && (t->flags & GD_FLAG_NEEDS_GRAD);
         for (int s = 0; s < GD_MAX_SRC && !r; s++)
             if (t->src[s] && g->req[index_of(g, t->src[s])]) r = true;
         g->req[index_of(g, t)] = with_backward && r;
     }
+}
 
-    /* Half-precision weights are widened by a convert node just before the op that reads them. If
-     * each such copy got its own buffer, a backward graph (which frees nothing) would hold every
-     * weight in f32 beside its f16 storage. Instead the copies read by one op share a small scratch
-     * region, and the backward sweep widens them again before that op's backward. */
-    size_t widen_bytes = 0;
-    {
-        int *first = malloc(sizeof(int) * (size_t)ctx->n);
-        if (!first) {
-            free(last);
-            free(al.free);
-            gd_set_error("out of memory");
-            return -1;
-        }
-        for (int i = 0; i < ctx->n; i++) first[i] = -1;
-        for (int k = 0; k < n; k++) {
-            gd_tensor *t = g->nodes[k];
-            g->widen[index_of(g, t)] = false;
-            if (t->op == GD_OP_VIEW) continue; /* a view only aliases; its readers count */
-            for (int s = 0; s < GD_MAX_SRC; s++)
-                if (t->src[s] && first[index_of(g, owner(t->src[s]))] < 0) first[index_of(g, owner(t->src[s]))] = k;
-        }
-        size_t group = 0;
-        int reader = -1;
-        for (int k = 0; k < n; k++) {
-            gd_tensor *t = g->nodes[k];
-            int i = index_of(g, t);
-            if (t->op != GD_OP_CONVERT || owner(t->src[0])->op != GD_OP_NONE || (t->flags & GD_FLAG_OUTPUT) || g->req[i])
-                continue;
-            int r = k + 1; /* the next node that computes something */
-            while (r < n && (g->nodes[r]->op == GD_OP_CONVERT || g->nodes[r]->op == GD_OP_VIEW)) r++;
-            if (r == n || first[i] != r || last[i] != r) continue;
-            if (r != reader) group = 0, reader = r;
-            g->widen[i] = true;
-            t->size = (int64_t)align_up((size_t)gd_nelements(t) * sizeof(float));
-            t->offs = (int64_t)group;
-            group += (size_t)t->size;
-            if (group > widen_bytes) widen_bytes = group;
-        }
-        free(first);
-    }
-
-    /* Pass 1: offsets. Without a backward, a buffer is released after its last reader runs. */
-    size_t work = 0;
+/* Half-precision weights are widened by a convert node just before the op that reads them. If
+ * each such copy got its own buffer, a backward graph (which frees nothing) would hold every
+ * weight in f32 beside its f16 storage. Instead the copies read by one op share a small scratch
+ * region (their t->offs are offsets in it), and the backward sweep widens them again before that
+ * op's backward. Sets g->widen and g->widen_bytes; 0, or -1 out of memory. */
+static int analyze_widen(gd_graph *g) {
+    int n = g->n;
+    int *first = malloc(sizeof(int) * (size_t)g->ctx->n);
+    if (!first) return -1;
+    for (int i = 0; i < g->ctx->n; i++) first[i] = -1;
     for (int k = 0; k < n; k++) {
+        gd_tensor *t = g->nodes[k];
+        g->widen[index_of(g, t)] = false;
+        if (t->op == GD_OP_VIEW) continue; /* a view only aliases; its readers count */
+        for (int s = 0; s < GD_MAX_SRC; s++)
+            if (t->src[s] && first[index_of(g, owner(t->src[s]))] < 0) first[index_of(g, owner(t->src[s]))] = k;
+    }
+    size_t group = 0;
+    int reader = -1;
+    g->widen_bytes = 0;
+    for (int k = 0; k < n; k++) {
+        gd_tensor *t = g->nodes[k];
+        int i = index_of(g, t);
+        if (t->op != GD_OP_CONVERT || owner(t->src[0])->op != GD_OP_NONE || (t->flags & GD_FLAG_OUTPUT) || g->req[i])
+            continue;
+        int r = k + 1; /* the next node that computes something */
+        while (r < n && (g->nodes[r]->op == GD_OP_CONVERT || g->nodes[r]->op == GD_OP_VIEW)) r++;
+        if (r == n || first[i] != r || t->last_use != r) continue;
+        if (r != reader) group = 0, reader = r;
+        g->widen[i] = true;
+        t->size = (int64_t)gd_align_up((size_t)gd_nelements(t) * sizeof(float));
+        t->offs = (int64_t)group;
+        group += (size_t)t->size;
+        if (group > g->widen_bytes) g->widen_bytes = group;
+    }
+    free(first);
+    return 0;
+}
+
+/* ---- memory plan: the analysis replayed as alloc/free events through gd_allocator ----
+ * Region 0 is the graph's own buffer; with a shared arena, region 1 is the arena and holds
+ * everything that need not outlive a compute (include/gd_alloc.h). Planned privately, every
+ * buffer is in region 0. */
+enum { REG_OWN = 0, REG_SHARED = 1 };
+
+static int data_region(const gd_graph *g, const gd_tensor *t) {
+    if (!g->shared) return REG_OWN;
+    bool keep = (t->op == GD_OP_NONE && (t->flags & GD_FLAG_INPUT)) || t->last_use == g->n;
+    return keep ? REG_OWN : REG_SHARED;
+}
+
+static int grad_region(const gd_graph *g, const gd_tensor *t) {
+    return g->shared && t->op != GD_OP_NONE ? REG_SHARED : REG_OWN; /* leaves' gradients are read after */
+}
+
+/* Activations over the forward order. Without a backward, a buffer is released after its last
+ * reader runs. Also sizes the ops' scratch (g->work_floats). */
+static int plan_forward(gd_graph *g, gd_allocator *al, int with_backward, char *err, size_t errlen) {
+    size_t work = 0;
+    for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
         const gd_op_info *info = &gd_op_table[t->op];
         if (t->op == GD_OP_NONE && !(t->flags & GD_FLAG_INPUT)) {
             if (t->data) continue;
-            {
-                gd_set_error("tensor '%s' has no data and is not an input", t->name);
-                free(last);
-                free(al.free);
-                return -1;
-            }
+            gd_errf(err, errlen, "tensor '%s' has no data and is not an input", t->name);
+            return -1;
         }
         if (t->op != GD_OP_VIEW && !g->widen[index_of(g, t)]) {
-            t->size = (int64_t)align_up((size_t)gd_nelements(t) * gd_dtype_size(t->dtype));
-            t->offs = (int64_t)alloc_block(&al, (size_t)t->size);
+            int r = data_region(g, t);
+            g->dreg[index_of(g, t)] = (unsigned char)r;
+            t->size = (int64_t)gd_align_up((size_t)gd_nelements(t) * gd_dtype_size(t->dtype));
+            t->offs = (int64_t)gd_allocator_alloc(&al[r], (size_t)t->size);
         }
         if (info->work_floats) {
             size_t w = info->work_floats(t, 0);
@@ -254,96 +236,170 @@ int gd_graph_plan(gd_graph *g, int with_backward) {
             }
             if (w > work) work = w;
         }
-        if (!with_backward) {
-            for (int s = 0; s < GD_MAX_SRC; s++) {
-                gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
-                if (!o || o->op == GD_OP_NONE || g->widen[index_of(g, o)]) continue; /* leaves live as long as the graph */
-                bool dup = false; /* the same source twice must be freed once */
-                for (int q = 0; q < s; q++) dup |= t->src[q] && owner(t->src[q]) == o;
-                if (!dup && last[index_of(g, o)] == k) free_block(&al, (size_t)o->offs, (size_t)o->size);
-            }
+        if (with_backward) continue;
+        for (int s = 0; s < GD_MAX_SRC; s++) {
+            gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
+            if (!o || o->op == GD_OP_NONE || g->widen[index_of(g, o)]) continue; /* leaves live as long as the graph */
+            bool dup = false; /* the same source twice must be freed once */
+            for (int q = 0; q < s; q++) dup |= t->src[q] && owner(t->src[q]) == o;
+            if (!dup && o->last_use == k) gd_allocator_free(&al[g->dreg[index_of(g, o)]], (size_t)o->offs, (size_t)o->size);
         }
     }
-    size_t act = al.top + widen_bytes, grads = 0;
-    /* Gradients, planned over the reverse sweep as activations are over the forward one: a
-     * gradient buffer is live from the first backward that accumulates into it to the backward
-     * of its own node. Outputs (where a sweep may start) are live from the start, and leaves'
-     * gradients (what the caller reads) to the end. */
-    size_t *goffs = NULL;
-    if (with_backward) {
-        allocator ga = {malloc(sizeof(block) * (size_t)(n + 1)), 0, 0};
-        goffs = malloc(sizeof(size_t) * (size_t)ctx->n);
-        bool *live = calloc((size_t)ctx->n + 1, 1);
-        if (!ga.free || !goffs || !live) {
-            free(ga.free), free(goffs), free(live), free(last), free(al.free);
-            gd_set_error("out of memory");
-            return -1;
-        }
-#define GBYTES(t) align_up((size_t)gd_nelements(t) * sizeof(float))
-        for (int k = 0; k < n; k++) { /* an output that is a view is seeded through its owner */
-            gd_tensor *o = owner(g->nodes[k]);
-            int i = index_of(g, o);
-            if (g->req[i] && (g->nodes[k]->flags & GD_FLAG_OUTPUT) && !live[i]) goffs[i] = alloc_block(&ga, GBYTES(o)), live[i] = true;
-        }
-        for (int k = n - 1; k >= 0; k--) {
-            gd_tensor *t = g->nodes[k];
-            int i = index_of(g, t);
-            if (t->op == GD_OP_NONE || !g->req[i]) continue;
-            for (int s = 0; s < GD_MAX_SRC; s++) {
-                gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
-                if (o && g->req[index_of(g, o)] && !live[index_of(g, o)])
-                    goffs[index_of(g, o)] = alloc_block(&ga, GBYTES(o)), live[index_of(g, o)] = true;
-            }
-            if (t->op != GD_OP_VIEW && live[i]) free_block(&ga, goffs[i], GBYTES(t));
-        }
-        /* every node is an output or has readers, so this finds none; if it ever did, its own space */
-        for (int k = 0; k < n; k++) {
-            int i = index_of(g, g->nodes[k]);
-            if (g->req[i] && g->nodes[k]->op != GD_OP_VIEW && !live[i]) goffs[i] = ga.top, ga.top += GBYTES(g->nodes[k]);
-        }
-#undef GBYTES
-        grads = ga.top;
-        free(ga.free);
-        free(live);
-    }
-    size_t al_top = al.top; /* the widening scratch starts here */
-    free(last);
-    free(al.free);
-
-    /* Pass 2: one allocation, then pointers. */
-    free(g->arena);
-    free(g->work);
-    g->arena_bytes = act + grads;
-    g->arena = aligned_alloc(ALIGN, g->arena_bytes ? g->arena_bytes : ALIGN);
     g->work_floats = work;
-    g->work = work ? aligned_alloc(ALIGN, align_up(work * sizeof(float))) : NULL;
-    if (!g->arena || (work && !g->work)) {
-        free(goffs);
-        gd_set_error("out of memory planning %zu MiB", (g->arena_bytes + work * 4) >> 20);
-        return -1;
+    return 0;
+}
+
+/* Gradients, planned over the reverse sweep as activations are over the forward one: a gradient
+ * buffer is live from the first backward that accumulates into it to the backward of its own
+ * node. Outputs (where a sweep may start) are live from the start, and leaves' gradients (what
+ * the caller reads) to the end. Sets g->goffs and g->greg. */
+static void galloc(gd_graph *g, gd_allocator *ga, bool *live, gd_tensor *o) {
+    int i = index_of(g, o);
+    g->greg[i] = (unsigned char)grad_region(g, o);
+    g->goffs[i] = gd_allocator_alloc(&ga[g->greg[i]], gd_align_up((size_t)gd_nelements(o) * sizeof(float)));
+    live[i] = true;
+}
+
+static int plan_grads(gd_graph *g, gd_allocator *ga) {
+    bool *live = calloc((size_t)g->ctx->n + 1, 1);
+    if (!live) return -1;
+#define GBYTES(t) gd_align_up((size_t)gd_nelements(t) * sizeof(float))
+#define GALLOC(o) galloc(g, ga, live, o)
+    for (int k = 0; k < g->n; k++) { /* an output that is a view is seeded through its owner */
+        gd_tensor *o = owner(g->nodes[k]);
+        if (g->req[index_of(g, o)] && (g->nodes[k]->flags & GD_FLAG_OUTPUT) && !live[index_of(g, o)]) GALLOC(o);
     }
-    for (int k = 0; k < n; k++) {
+    for (int k = g->n - 1; k >= 0; k--) {
         gd_tensor *t = g->nodes[k];
+        int i = index_of(g, t);
+        if (t->op == GD_OP_NONE || !g->req[i]) continue;
+        for (int s = 0; s < GD_MAX_SRC; s++) {
+            gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
+            if (o && g->req[index_of(g, o)] && !live[index_of(g, o)]) GALLOC(o);
+        }
+        if (t->op != GD_OP_VIEW && live[i]) gd_allocator_free(&ga[g->greg[i]], g->goffs[i], GBYTES(t));
+    }
+    /* every node is an output or has readers, so this finds none; if it ever did, its own space */
+    for (int k = 0; k < g->n; k++) {
+        gd_tensor *t = g->nodes[k];
+        int i = index_of(g, t);
+        if (!g->req[i] || t->op == GD_OP_VIEW || live[i]) continue;
+        gd_allocator *a = &ga[g->greg[i] = (unsigned char)grad_region(g, t)];
+        g->goffs[i] = a->top;
+        a->top += GBYTES(t);
+    }
+#undef GALLOC
+#undef GBYTES
+    free(live);
+    return 0;
+}
+
+/* Sets every planned pointer from the offsets and the buffers' current addresses: at plan time,
+ * and again when the shared arena has moved since (no allocation). Planned privately the layout
+ * is [activations | widening scratch | gradients] (the ops' scratch apart); with a shared arena
+ * the own buffer is [kept activations | leaves' gradients] and the arena [activations | widening
+ * scratch | gradients | ops' scratch]. */
+static void bind(gd_graph *g) {
+    char *act[2], *grad[2], *widen;
+    act[REG_OWN] = g->arena;
+    if (g->shared) {
+        grad[REG_OWN] = g->arena + g->act_top[REG_OWN];
+        act[REG_SHARED] = gd_arena_base(g->shared);
+        widen = act[REG_SHARED] + g->act_top[REG_SHARED];
+        grad[REG_SHARED] = widen + g->widen_bytes;
+        g->work = g->work_floats ? (float *)(grad[REG_SHARED] + g->grad_top[REG_SHARED]) : NULL;
+        g->shared_generation = gd_arena_generation(g->shared);
+    } else {
+        widen = g->arena + g->act_top[REG_OWN];
+        grad[REG_OWN] = widen + g->widen_bytes;
+        act[REG_SHARED] = grad[REG_SHARED] = NULL;
+    }
+    for (int k = 0; k < g->n; k++) {
+        gd_tensor *t = g->nodes[k];
+        int i = index_of(g, t);
         if (t->op == GD_OP_VIEW) {
             t->data = t->src[0]->data;
-        } else if (g->widen[index_of(g, t)]) {
-            t->data = g->arena + al_top + t->offs;
+        } else if (g->widen[i]) {
+            t->data = widen + t->offs;
         } else if (t->op != GD_OP_NONE || (t->flags & GD_FLAG_INPUT)) {
-            t->data = g->arena + t->offs;
+            t->data = act[g->dreg[i]] + t->offs;
         }
         t->grad = NULL;
-        if (g->req[index_of(g, t)]) {
-            if (t->op == GD_OP_VIEW) {
-                t->grad = t->src[0]->grad;
-            } else {
-                t->grad = (float *)(g->arena + act + goffs[index_of(g, t)]);
-            }
+        if (g->req[i]) t->grad = t->op == GD_OP_VIEW ? t->src[0]->grad : (float *)(grad[g->greg[i]] + g->goffs[i]);
+    }
+}
+
+/* Before a compute or backward: rebinds when the shared arena grew since this graph's last bind. */
+static int ensure_bound(gd_graph *g, char *err, size_t errlen) {
+    if (!g->shared || g->shared_generation == gd_arena_generation(g->shared)) return 0;
+    if (!gd_arena_base(g->shared)) {
+        gd_errf(err, errlen, "the shared arena was lost (a plan failed to grow it)");
+        return -1;
+    }
+    bind(g);
+    return 0;
+}
+
+/* Replays the analysis through the allocators: activations (and their regions) forward, then
+ * gradients over the reverse sweep. Fills act_top, grad_top, work_floats. */
+static int plan_offsets(gd_graph *g, int with_backward, char *err, size_t errlen) {
+    gd_allocator al[2] = {{0}}, ga[2] = {{0}};
+    int rc = -1;
+    for (int r = 0; r < 2; r++)
+        if (gd_allocator_init(&al[r], g->n) || gd_allocator_init(&ga[r], with_backward ? g->n : 0)) goto oom;
+    if (plan_forward(g, al, with_backward, err, errlen)) goto done;
+    if (with_backward && plan_grads(g, ga)) goto oom;
+    for (int r = 0; r < 2; r++) g->act_top[r] = al[r].top, g->grad_top[r] = ga[r].top;
+    rc = 0;
+    goto done;
+oom:
+    gd_errf(err, errlen, "out of memory");
+done:
+    for (int r = 0; r < 2; r++) gd_allocator_release(&al[r]), gd_allocator_release(&ga[r]);
+    return rc;
+}
+
+int gd_graph_plan_in(gd_graph *g, int with_backward, gd_arena *shared, char *err, size_t errlen) {
+    g->planned = 0;
+    g->shared = shared;
+    analyze_last_use(g);
+    analyze_requires_grad(g, with_backward);
+    if (analyze_widen(g)) {
+        gd_errf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (plan_offsets(g, with_backward, err, errlen)) return -1;
+
+    /* One allocation for the graph's own buffer (and the ops' scratch, or the arena's growth). */
+    free(g->arena);
+    free(g->own_work);
+    g->work = g->own_work = NULL;
+    size_t own = g->act_top[REG_OWN] + g->grad_top[REG_OWN], work_bytes = gd_align_up(g->work_floats * sizeof(float));
+    if (shared) {
+        g->shared_bytes = g->act_top[REG_SHARED] + g->widen_bytes + g->grad_top[REG_SHARED] + (g->work_floats ? work_bytes : 0);
+        g->arena_bytes = own;
+        if (gd_arena_reserve(shared, g->shared_bytes, err, errlen)) return -1;
+    } else {
+        g->shared_bytes = 0;
+        g->arena_bytes = own + g->widen_bytes;
+        if (g->work_floats && !(g->work = g->own_work = aligned_alloc(GD_ALLOC_ALIGN, work_bytes))) {
+            gd_errf(err, errlen, "out of memory planning %zu MiB of scratch", work_bytes >> 20);
+            return -1;
         }
     }
-    free(goffs);
+    g->arena = aligned_alloc(GD_ALLOC_ALIGN, g->arena_bytes ? gd_align_up(g->arena_bytes) : GD_ALLOC_ALIGN);
+    if (!g->arena) {
+        gd_errf(err, errlen, "out of memory planning %zu MiB", (g->arena_bytes + work_bytes) >> 20);
+        return -1;
+    }
+    bind(g);
     g->planned = 1;
     g->with_backward = with_backward;
     return 0;
+}
+
+int gd_graph_plan(gd_graph *g, int with_backward, char *err, size_t errlen) {
+    return gd_graph_plan_in(g, with_backward, NULL, err, errlen);
 }
 
 /* GD_PROFILE=1 in the environment prints seconds per op kind after each compute/backward. */
@@ -366,11 +422,12 @@ static void run_node(gd_graph *g, gd_tensor *t, int bwd) {
     if (prof_on) prof[bwd][t->op] += gd_time_now() - t0;
 }
 
-int gd_graph_compute(gd_graph *g) {
+int gd_graph_compute(gd_graph *g, char *err, size_t errlen) {
     if (!g->planned) {
-        gd_set_error("graph computed before it was planned");
+        gd_errf(err, errlen, "graph computed before it was planned");
         return -1;
     }
+    if (ensure_bound(g, err, errlen)) return -1;
     for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
         if (t->op != GD_OP_NONE) run_node(g, t, 0);
@@ -379,17 +436,18 @@ int gd_graph_compute(gd_graph *g) {
     return 0;
 }
 
-int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
+int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err, size_t errlen) {
     if (!g->planned || !g->with_backward) {
-        gd_set_error("graph was not planned with a backward pass");
+        gd_errf(err, errlen, "graph was not planned with a backward pass");
         return -1;
     }
+    if (ensure_bound(g, err, errlen)) return -1;
     if (!out->grad) {
-        gd_set_error("output '%s' does not depend on anything that needs a gradient", out->name);
+        gd_errf(err, errlen, "output '%s' does not depend on anything that needs a gradient", out->name);
         return -1;
     }
     if (!((out->flags | owner(out)->flags) & GD_FLAG_OUTPUT)) { /* an output may be a view (reshape) */
-        gd_set_error("backward from '%s', which is not an output of the graph", out->name);
+        gd_errf(err, errlen, "backward from '%s', which is not an output of the graph", out->name);
         return -1;
     }
     /* Gradient buffers are shared over the sweep (see gd_graph_plan): each is zeroed when it
@@ -424,7 +482,11 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout) {
     return 0;
 }
 
-size_t gd_graph_arena_bytes(const gd_graph *g) { return g->arena_bytes + g->work_floats * sizeof(float); }
+size_t gd_graph_arena_bytes(const gd_graph *g) {
+    return g->arena_bytes + (g->shared ? g->shared_bytes : g->work_floats * sizeof(float));
+}
+
+size_t gd_graph_shared_bytes(const gd_graph *g) { return g->shared ? g->shared_bytes : 0; }
 
 int gd_graph_n_nodes(const gd_graph *g) { return g->n; }
 

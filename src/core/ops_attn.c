@@ -23,7 +23,7 @@ static int slices(void) {
 gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
     if (!qkv) return NULL;
     if (qkv->ndim != 3 || heads < 1 || qkv->ne[1] % (3 * heads)) {
-        gd_set_error("attention: '%s' must be [N, 3C, T] with C divisible by %d heads", qkv->name, heads);
+        gd_ctx_fail(ctx, "attention: '%s' must be [N, 3C, T] with C divisible by %d heads", qkv->name, heads);
         return NULL;
     }
     int64_t ne[3] = {qkv->ne[0], qkv->ne[1] / 3, qkv->ne[2]};

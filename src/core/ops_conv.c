@@ -9,7 +9,7 @@
 #define REQUIRE(cond, ...)                                                                         \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            gd_set_error(__VA_ARGS__);                                                             \
+            gd_ctx_fail(ctx, __VA_ARGS__);                                                         \
             return NULL;                                                                           \
         }                                                                                          \
     } while (0)

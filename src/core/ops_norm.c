@@ -11,8 +11,8 @@ gd_tensor *gd_group_norm(gd_ctx *ctx, gd_tensor *x, gd_tensor *gamma, gd_tensor 
     if (!gamma || !beta) return NULL;
     if (x->ndim < 2 || groups < 1 || x->ne[1] % groups || gamma->ndim != 1 || gamma->ne[0] != x->ne[1] ||
         beta->ndim != 1 || beta->ne[0] != x->ne[1]) {
-        gd_set_error("group_norm: '%s' with %lld channels, %d groups, weight '%s' [%lld]", x->name,
-                     (long long)x->ne[1], groups, gamma->name, (long long)gamma->ne[0]);
+        gd_ctx_fail(ctx, "group_norm: '%s' with %lld channels, %d groups, weight '%s' [%lld]", x->name,
+                    (long long)x->ne[1], groups, gamma->name, (long long)gamma->ne[0]);
         return NULL;
     }
     gd_tensor *t = gd_new_op(ctx, GD_OP_GROUP_NORM, x->ndim, x->ne, x, gamma, beta);

@@ -6,7 +6,7 @@
 static gd_tensor *resample_op(gd_ctx *ctx, gd_op op, gd_tensor *x, int64_t oh, int64_t ow, const char *what) {
     if (!x) return NULL;
     if (x->ndim != 4 || oh < 1 || ow < 1) {
-        gd_set_error("%s: '%s' must be [N,C,H,W] with a non-empty result", what, x->name);
+        gd_ctx_fail(ctx, "%s: '%s' must be [N,C,H,W] with a non-empty result", what, x->name);
         return NULL;
     }
     int64_t ne[4] = {x->ne[0], x->ne[1], oh, ow};

@@ -1,4 +1,4 @@
-/* Contexts, tensor headers, errors, dtype conversion and the thread setting. */
+/* Contexts (and their first op error), tensor headers, dtype conversion and the thread setting. */
 #include "core/gd_internal.h"
 
 #include <stdarg.h>
@@ -11,15 +11,16 @@
 #endif
 #include <cblas.h>
 
-static _Thread_local char g_err[512];
+const char *gd_ctx_error(const gd_ctx *ctx) { return ctx ? ctx->err : "no context"; }
 
-const char *gd_last_error(void) { return g_err; }
-
-void gd_set_error(const char *fmt, ...) {
+void gd_ctx_fail(gd_ctx *ctx, const char *fmt, ...) {
+    if (!ctx || ctx->err[0]) return; /* keep the first: later ones are usually its consequences */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
     va_end(ap);
+    for (char *p = ctx->err; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
 }
 
 gd_ctx *gd_ctx_new(int max_tensors) {
@@ -47,11 +48,11 @@ size_t gd_dtype_size(gd_dtype dt) {
 
 gd_tensor *gd_new_tensor(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne) {
     if (ctx->n >= ctx->cap) {
-        gd_set_error("context full (%d tensors)", ctx->cap);
+        gd_ctx_fail(ctx, "context full (%d tensors)", ctx->cap);
         return NULL;
     }
     if (ndim < 1 || ndim > GD_MAX_DIMS) {
-        gd_set_error("tensor rank %d out of range", ndim);
+        gd_ctx_fail(ctx, "tensor rank %d out of range", ndim);
         return NULL;
     }
     gd_tensor *t = &ctx->tensors[ctx->n++];

@@ -2,7 +2,7 @@
  * are double and rounded to float where they meet the float32 tensors, as _extract_into_tensor
  * does, so trajectories match PyTorch to float rounding. */
 #include "gd_sample.h"
-#include "gd_tensor.h"
+#include "gd_util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 struct gd_sampler {
     gd_sampler_params p;
     int64_t n; /* N*C*H*W */
-    float *out, *g, *noise, *xstart;
+    float *out, *g, *noise, *xstart, *eps, *work;
 };
 
 gd_sampler *gd_sampler_new(const gd_sampler_params *p) {
@@ -24,7 +24,9 @@ gd_sampler *gd_sampler_new(const gd_sampler_params *p) {
     s->g = malloc(sizeof(float) * n);
     s->noise = malloc(sizeof(float) * n);
     s->xstart = malloc(sizeof(float) * n);
-    if (!s->out || !s->g || !s->noise || !s->xstart) {
+    s->eps = malloc(sizeof(float) * n);
+    s->work = malloc(sizeof(float) * n);
+    if (!s->out || !s->g || !s->noise || !s->xstart || !s->eps || !s->work) {
         gd_sampler_free(s);
         return NULL;
     }
@@ -37,27 +39,60 @@ void gd_sampler_free(gd_sampler *s) {
     free(s->g);
     free(s->noise);
     free(s->xstart);
+    free(s->eps);
+    free(s->work);
     free(s);
 }
 
-int gd_sampler_init(gd_sampler *s, float *x) { return s->p.noise->fill(s->p.noise, 0, x); }
-
-/* Sum of all guidance terms at x (zero when there are none); returns 1 if any term exists. */
-static int guidance_grad(gd_sampler *s, const float *x, int t, int *rc) {
-    if (!s->p.guidance) return 0;
-    memset(s->g, 0, sizeof(float) * (size_t)s->n);
-    for (gd_guidance *gt = s->p.guidance; gt; gt = gt->next)
-        if ((*rc = gt->add_grad(gt, x, t, s->g))) return 1;
-    return 1;
+int gd_sampler_init(gd_sampler *s, float *x, char *err, size_t errlen) {
+    if (s->p.noise->fill(s->p.noise, 0, x)) {
+        gd_errf(err, errlen, "noise source failed");
+        return -1;
+    }
+    return 0;
 }
 
-int gd_sampler_step(gd_sampler *s, float *x, int k) {
+int gd_guidance_score(gd_guidance *chain, const gd_step *st, float *score, float *eps_work, char *err, size_t errlen) {
+    const int64_t n = (int64_t)st->N * st->C * st->H * st->W;
+    memset(score, 0, sizeof(float) * (size_t)n);
+    int any_eps = 0;
+    for (gd_guidance *gt = chain; gt; gt = gt->next) {
+        if (gt->space == GD_GUIDE_EPS) {
+            if (!any_eps) memset(eps_work, 0, sizeof(float) * (size_t)n);
+            any_eps = 1;
+        }
+        if (gt->add(gt, st, gt->space == GD_GUIDE_EPS ? eps_work : score, err, errlen)) return -1;
+    }
+    if (any_eps) { /* eps + d = eps - sigma g  =>  g = -d / sigma */
+        const float inv = (float)(-1.0 / st->sigma);
+        for (int64_t i = 0; i < n; i++) score[i] += inv * eps_work[i];
+    }
+    return 0;
+}
+
+/* The step every guidance term sees: x_t, t, the model's epsilon (contiguous) and x0, the
+ * schedule's alpha and sigma at t. */
+static void step_view(gd_sampler *s, const float *x, int k, gd_step *st) {
     const gd_sampler_params *p = &s->p;
     const gd_diffusion *d = p->diffusion;
-    int t = d->timestep_map[k], rc;
-    int64_t hw = (int64_t)p->H * p->W, per = p->C * hw;
-    if ((rc = p->model->eval(p->model, x, k, t, s->out))) return rc;
-    if ((rc = p->noise->fill(p->noise, d->K - k, s->noise))) return rc;
+    const int64_t per = (int64_t)p->C * p->H * p->W;
+    const int ls = p->model->learned_sigma;
+    for (int n = 0; n < p->N; n++) memcpy(s->eps + n * per, s->out + n * per * (ls ? 2 : 1), sizeof(float) * (size_t)per);
+    *st = (gd_step){.x = x, .t = d->timestep_map[k], .eps = s->eps, .x0 = s->xstart,
+                    .alpha = sqrt(d->alphas_cumprod[k]), .sigma = sqrt(1.0 - d->alphas_cumprod[k]), .y = p->y,
+                    .N = p->N, .C = p->C, .H = p->H, .W = p->W};
+}
+
+int gd_sampler_step(gd_sampler *s, float *x, int k, char *err, size_t errlen) {
+    const gd_sampler_params *p = &s->p;
+    const gd_diffusion *d = p->diffusion;
+    const int t = d->timestep_map[k];
+    const int64_t hw = (int64_t)p->H * p->W, per = p->C * hw;
+    if (p->model->eval(p->model, x, t, s->out, err, errlen)) return -1;
+    if (p->noise->fill(p->noise, d->K - k, s->noise)) {
+        gd_errf(err, errlen, "noise source failed");
+        return -1;
+    }
     const float sra = (float)d->sqrt_recip_alphas_cumprod[k], srm1 = (float)d->sqrt_recipm1_alphas_cumprod[k];
     int ls = p->model->learned_sigma;
     /* pred_xstart from epsilon, clipped */
@@ -69,9 +104,12 @@ int gd_sampler_step(gd_sampler *s, float *x, int k) {
             s->xstart[n * per + i] = v;
         }
     }
-    rc = 0;
-    int guided = guidance_grad(s, x, t, &rc);
-    if (rc) return rc;
+    const int guided = p->guidance != NULL;
+    if (guided) {
+        gd_step st;
+        step_view(s, x, k, &st);
+        if (gd_guidance_score(p->guidance, &st, s->g, s->work, err, errlen)) return -1;
+    }
 
     if (p->ddim) {
         const float ab = (float)d->alphas_cumprod[k], abp = (float)d->alphas_cumprod_prev[k];
@@ -115,12 +153,12 @@ int gd_sampler_step(gd_sampler *s, float *x, int k) {
     return 0;
 }
 
-int gd_sampler_run(gd_sampler *s, float *x) {
-    int rc = gd_sampler_init(s, x);
+int gd_sampler_run(gd_sampler *s, float *x, char *err, size_t errlen) {
+    if (gd_sampler_init(s, x, err, errlen)) return -1;
     const int K = s->p.diffusion->K;
-    for (int k = K - 1; k >= 0 && !rc; k--) {
-        rc = gd_sampler_step(s, x, k);
-        if (s->p.progress) s->p.progress(s->p.progress_user, K - k, K);
+    for (int k = K - 1; k >= 0; k--) {
+        if (gd_sampler_step(s, x, k, err, errlen)) return -1;
+        if (s->p.on_step) s->p.on_step(s->p.user, K - k, K, s->xstart);
     }
-    return rc;
+    return 0;
 }

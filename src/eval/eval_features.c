@@ -69,8 +69,9 @@ int gd_evaluator_run(gd_evaluator *e, const uint8_t *nhwc, int64_t n, int h, int
         for (int64_t i = 0; i < e->batch; i++) {
             gd_from_uint8(nhwc + (b0 + (i < m ? i : m - 1)) * per, c, h, w, x + i * per);
         }
-        if (gd_net_forward(e->net)) {
-            snprintf(err, errlen, "evaluator forward: %s", gd_last_error());
+        char ferr[256];
+        if (gd_net_forward(e->net, ferr, sizeof ferr)) {
+            snprintf(err, errlen, "evaluator forward: %s", ferr);
             return -1;
         }
         if (feats) memcpy(feats + b0 * e->dim, gd_net_features(e->net)->data, sizeof(float) * (size_t)(m * e->dim));

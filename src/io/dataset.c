@@ -435,121 +435,101 @@ static int load_image(const char *path, int channels, int size, uint8_t *out, ch
     return 0;
 }
 
+/* The image files of a dataset folder, in load order, and their labels. */
+typedef struct {
+    strvec files;
+    int32_t *labels;
+    size_t cap; /* of labels; files.n of them are set */
+} labelled_files;
+
 /* Appends path (owned from here on, freed on failure) and its label. */
-static int push_labelled(strvec *files, char *path, int32_t **labels, size_t *n, size_t *cap, int32_t label) {
-    if (!path || strvec_push(files, path) != 0) return -1;
-    if (*n == *cap) {
-        size_t nc = *cap ? 2 * *cap : 64;
-        int32_t *nl = realloc(*labels, nc * sizeof *nl);
+static int push_labelled(labelled_files *l, char *path, int32_t label) {
+    if (!path || strvec_push(&l->files, path) != 0) return -1;
+    size_t n = l->files.n - 1;
+    if (n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 64;
+        int32_t *nl = realloc(l->labels, nc * sizeof *nl);
         if (!nl) return -1;
-        *labels = nl, *cap = nc;
+        l->labels = nl, l->cap = nc;
     }
-    (*labels)[(*n)++] = label;
+    l->labels[n] = label;
     return 0;
 }
 
-int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *d, char *err, size_t errlen) {
-    memset(d, 0, sizeof *d);
-    if (channels != 1 && channels != 3) {
-        gd_errf(err, errlen, "%s: channels must be 1 or 3, not %d", dir, channels);
-        return -1;
-    }
-    if (size < 1 || size > FOLDER_MAX_SIZE) {
-        gd_errf(err, errlen, "%s: image size must be 1 to %d, not %d", dir, FOLDER_MAX_SIZE, size);
-        return -1;
-    }
-    strvec classes = {0}, files = {0};
-    int32_t *labels = NULL;
-    size_t nlabels = 0, labels_cap = 0;
-    int rc = -1;
-    if (list_dir(dir, &classes, err, errlen) != 0) goto done;
-    if (classes.n == 0) {
-        gd_errf(err, errlen, "%s: no class subfolders (expected %s/<class>/<image files>)", dir, dir);
-        goto done;
-    }
-    if (classes.n > INT_MAX) {
-        gd_errf(err, errlen, "%s: too many class subfolders", dir);
-        goto done;
-    }
-    /* A folder of image files only (ddpm-sample --save-each): one set, labels read from the
-     * "classK" part of each name when there is one, else -1. */
-    int flat = 0;
-    {
-        char *p0 = path_join(dir, classes.v[0]);
-        struct stat st0;
-        flat = p0 && stat(p0, &st0) == 0 && S_ISREG(st0.st_mode);
-        free(p0);
-    }
-    for (size_t k = 0; flat && k < classes.n; k++) {
-        char *p = path_join(dir, classes.v[k]), *c = strstr(classes.v[k], "class");
+/* A folder of image files only (ddpm-sample --save-each): one set, labels read from the
+ * "classK" part of each name when there is one, else -1. */
+static int list_flat(const char *dir, const strvec *names, labelled_files *out, char *err, size_t errlen) {
+    for (size_t k = 0; k < names->n; k++) {
+        char *p = path_join(dir, names->v[k]), *c = strstr(names->v[k], "class");
         struct stat st;
         long v = c && c[5] >= '0' && c[5] <= '9' ? strtol(c + 5, NULL, 10) : -1;
-        if (push_labelled(&files, p, &labels, &nlabels, &labels_cap, v >= 0 && v < INT32_MAX ? (int32_t)v : -1)) {
+        if (push_labelled(out, p, v >= 0 && v < INT32_MAX ? (int32_t)v : -1)) {
             gd_errf(err, errlen, "%s: out of memory", dir);
-            goto done;
+            return -1;
         }
         if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
             gd_errf(err, errlen, "%s: mixes image files and subfolders (expected only images, or <class>/<images>)", dir);
-            goto done;
+            return -1;
         }
     }
-    for (size_t k = 0; !flat && k < classes.n; k++) {
-        char *cdir = path_join(dir, classes.v[k]);
-        struct stat st;
-        if (!cdir) {
-            gd_errf(err, errlen, "%s: out of memory", dir);
+    return 0;
+}
+
+/* Appends the image files of the class folder dir/name, labelled label. */
+static int list_class(const char *dir, const char *name, int32_t label, labelled_files *out, char *err,
+                      size_t errlen) {
+    char *cdir = path_join(dir, name);
+    struct stat st;
+    if (!cdir) {
+        gd_errf(err, errlen, "%s: out of memory", dir);
+        return -1;
+    }
+    strvec names = {0};
+    int rc = -1;
+    if (stat(cdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (errno = 0, stat(cdir, &st) != 0)
+            gd_errf(err, errlen, "%s: cannot stat: %s", cdir, strerror(errno));
+        else
+            gd_errf(err, errlen, "%s: not a folder (expected %s/<class>/<image files>)", cdir, dir);
+        goto done;
+    }
+    if (list_dir(cdir, &names, err, errlen) != 0) goto done;
+    if (names.n == 0) {
+        gd_errf(err, errlen, "%s: class folder has no images", cdir);
+        goto done;
+    }
+    for (size_t i = 0; i < names.n; i++) {
+        char *p = path_join(cdir, names.v[i]);
+        if (push_labelled(out, p, label)) {
+            gd_errf(err, errlen, "%s: out of memory", cdir);
             goto done;
         }
-        if (stat(cdir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            if (errno = 0, stat(cdir, &st) != 0)
-                gd_errf(err, errlen, "%s: cannot stat: %s", cdir, strerror(errno));
+        if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
+            if (errno = 0, stat(p, &st) != 0)
+                gd_errf(err, errlen, "%s: cannot stat: %s", p, strerror(errno));
             else
-                gd_errf(err, errlen, "%s: not a folder (expected %s/<class>/<image files>)", cdir, dir);
-            free(cdir);
+                gd_errf(err, errlen, "%s: not a regular file (class folders hold only image files)", p);
             goto done;
         }
-        strvec names = {0};
-        if (list_dir(cdir, &names, err, errlen) != 0) {
-            strvec_free(&names);
-            free(cdir);
-            goto done;
-        }
-        if (names.n == 0) {
-            gd_errf(err, errlen, "%s: class folder has no images", cdir);
-            strvec_free(&names);
-            free(cdir);
-            goto done;
-        }
-        for (size_t i = 0; i < names.n; i++) {
-            char *p = path_join(cdir, names.v[i]);
-            if (push_labelled(&files, p, &labels, &nlabels, &labels_cap, (int32_t)k)) {
-                gd_errf(err, errlen, "%s: out of memory", cdir);
-                strvec_free(&names);
-                free(cdir);
-                goto done;
-            }
-            if (stat(p, &st) != 0 || !S_ISREG(st.st_mode)) {
-                if (errno = 0, stat(p, &st) != 0)
-                    gd_errf(err, errlen, "%s: cannot stat: %s", p, strerror(errno));
-                else
-                    gd_errf(err, errlen, "%s: not a regular file (class folders hold only image files)", p);
-                strvec_free(&names);
-                free(cdir);
-                goto done;
-            }
-        }
-        strvec_free(&names);
-        free(cdir);
     }
-    size_t n = files.n, per = (size_t)size * (size_t)size * (size_t)channels;
+    rc = 0;
+done:
+    strvec_free(&names);
+    free(cdir);
+    return rc;
+}
+
+/* Decodes every file into one NHWC buffer; NULL (with err) if any fails. */
+static uint8_t *decode_all(const strvec *files, int channels, int size, const char *dir, char *err, size_t errlen) {
+    size_t n = files->n, per = (size_t)size * (size_t)size * (size_t)channels;
     if (n > (size_t)INT_MAX || n > SIZE_MAX / per) {
         gd_errf(err, errlen, "%s: too many images (%zu)", dir, n);
-        goto done;
+        return NULL;
     }
     uint8_t *images = malloc(n * per);
     if (!images) {
         gd_errf(err, errlen, "%s: out of memory (%zu images of %dx%dx%d)", dir, n, size, size, channels);
-        goto done;
+        return NULL;
     }
     /* Decode in parallel; keep the error of the first failing file in load order. */
     long long first_bad = (long long)n;
@@ -561,7 +541,7 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         fb = first_bad;
         if (i > fb) continue;
         char msg[4096 + 256];
-        if (load_image(files.v[i], channels, size, images + (size_t)i * per, msg, sizeof msg) != 0) {
+        if (load_image(files->v[i], channels, size, images + (size_t)i * per, msg, sizeof msg) != 0) {
 #pragma omp critical(gd_dataset_first_error)
             {
                 if (i < first_bad) {
@@ -577,8 +557,47 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         gd_errf(err, errlen, "%s", first_msg ? first_msg : "out of memory");
         free(first_msg);
         free(images);
+        return NULL;
+    }
+    return images;
+}
+
+int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *d, char *err, size_t errlen) {
+    memset(d, 0, sizeof *d);
+    if (channels != 1 && channels != 3) {
+        gd_errf(err, errlen, "%s: channels must be 1 or 3, not %d", dir, channels);
+        return -1;
+    }
+    if (size < 1 || size > FOLDER_MAX_SIZE) {
+        gd_errf(err, errlen, "%s: image size must be 1 to %d, not %d", dir, FOLDER_MAX_SIZE, size);
+        return -1;
+    }
+    strvec classes = {0};
+    labelled_files files = {0};
+    int rc = -1;
+    if (list_dir(dir, &classes, err, errlen) != 0) goto done;
+    if (classes.n == 0) {
+        gd_errf(err, errlen, "%s: no class subfolders (expected %s/<class>/<image files>)", dir, dir);
         goto done;
     }
+    if (classes.n > INT_MAX) {
+        gd_errf(err, errlen, "%s: too many class subfolders", dir);
+        goto done;
+    }
+    /* a file (not a class folder) first: dir is a folder of images only (list_flat) */
+    int flat = 0;
+    {
+        char *p0 = path_join(dir, classes.v[0]);
+        struct stat st0;
+        flat = p0 && stat(p0, &st0) == 0 && S_ISREG(st0.st_mode);
+        free(p0);
+    }
+    if (flat && list_flat(dir, &classes, &files, err, errlen) != 0) goto done;
+    for (size_t k = 0; !flat && k < classes.n; k++)
+        if (list_class(dir, classes.v[k], (int32_t)k, &files, err, errlen) != 0) goto done;
+    uint8_t *images = decode_all(&files.files, channels, size, dir, err, errlen);
+    if (!images) goto done;
+    size_t n = files.files.n;
     d->class_names = flat ? NULL : calloc(classes.n, sizeof *d->class_names);
     if (!flat && !d->class_names) {
         gd_errf(err, errlen, "%s: out of memory", dir);
@@ -590,18 +609,19 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         classes.v[k] = NULL;
     }
     d->num_classes = flat ? 0 : (int)classes.n;
-    for (size_t i = 0; flat && i < n; i++) d->num_classes = labels[i] + 1 > d->num_classes ? labels[i] + 1 : d->num_classes;
+    for (size_t i = 0; flat && i < n; i++)
+        d->num_classes = files.labels[i] + 1 > d->num_classes ? files.labels[i] + 1 : d->num_classes;
     d->images = images;
-    d->labels = labels;
-    labels = NULL;
+    d->labels = files.labels;
+    files.labels = NULL;
     d->n = (int)n;
     d->h = d->w = size;
     d->c = channels;
     rc = 0;
 done:
     strvec_free(&classes);
-    strvec_free(&files);
-    free(labels);
+    strvec_free(&files.files);
+    free(files.labels);
     if (rc != 0) gd_dataset_free(d);
     return rc;
 }

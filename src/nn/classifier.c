@@ -29,11 +29,11 @@ static gd_tensor *attention_pool(gd_ctx *ctx, gd_model *m, gd_tensor *h, int64_t
 gd_tensor *gd_classifier_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t) {
     const gd_config *cfg = gd_model_config(m);
     if (cfg->kind != GD_NET_CLASSIFIER) {
-        gd_set_error("config describes a diffusion model, not a classifier");
+        gd_ctx_fail(ctx, "config describes a diffusion model, not a classifier");
         return NULL;
     }
     if (!x || x->ndim != 4 || x->ne[1] != cfg->in_channels || x->ne[2] != cfg->image_size || x->ne[3] != cfg->image_size) {
-        gd_set_error("x must be [N, %d, %d, %d]", cfg->in_channels, cfg->image_size, cfg->image_size);
+        gd_ctx_fail(ctx, "x must be [N, %d, %d, %d]", cfg->in_channels, cfg->image_size, cfg->image_size);
         return NULL;
     }
     adm_builder b = {.ctx = ctx, .m = m, .cfg = cfg};

@@ -214,7 +214,7 @@ gd_tensor *gd_model_param(gd_ctx *ctx, gd_model *m, int ndim, const int64_t *ne,
     p->used = true;
     gd_tensor *t = gd_new_tensor(ctx, p->dtype, ndim, ne);
     if (!t) {
-        model_fail(m, "%s", gd_last_error());
+        model_fail(m, "%s", gd_ctx_error(ctx));
         return NULL;
     }
     t->data = p->data;

@@ -1,5 +1,6 @@
 /* A planned network instance: inputs, graph, outputs. What samplers and tools run. */
 #include "nn/adm.h"
+#include "gd_alloc.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,17 +24,21 @@ static gd_tensor *input(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne, c
     return t;
 }
 
-static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *err, size_t errlen);
+static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, gd_arena *shared, char *err, size_t errlen);
 
 gd_net *gd_net_new(gd_model *m, int batch, int input_grad, char *err, size_t errlen) {
-    return net_new(m, batch, input_grad, 0, err, errlen);
+    return net_new(m, batch, input_grad, 0, NULL, err, errlen);
+}
+
+gd_net *gd_net_new_in(gd_model *m, int batch, int input_grad, gd_arena *shared, char *err, size_t errlen) {
+    return net_new(m, batch, input_grad, 0, shared, err, errlen);
 }
 
 gd_net *gd_net_new_train(gd_model *m, int batch, char *err, size_t errlen) {
-    return net_new(m, batch, 0, 1, err, errlen);
+    return net_new(m, batch, 0, 1, NULL, err, errlen);
 }
 
-static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *err, size_t errlen) {
+static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, gd_arena *shared, char *err, size_t errlen) {
     const gd_config *cfg = gd_model_config(m);
     bool cls = cfg->kind == GD_NET_CLASSIFIER;
     if (batch < 1) {
@@ -64,7 +69,7 @@ static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *
     }
     n->out = cls ? gd_classifier_build(n->ctx, m, n->x, n->t) : gd_unet_build(n->ctx, m, n->x, n->t, n->y, n->low_res);
     if (!n->out || gd_model_check_all_used(m)) {
-        snprintf(err, errlen, "%s", gd_model_error(m)[0] ? gd_model_error(m) : gd_last_error());
+        snprintf(err, errlen, "%s", gd_model_error(m)[0] ? gd_model_error(m) : gd_ctx_error(n->ctx));
         gd_net_free(n);
         return NULL;
     }
@@ -90,9 +95,8 @@ static gd_net *net_new(gd_model *m, int batch, int input_grad, int train, char *
             return NULL;
         }
     }
-    n->g = gd_graph_build(n->ctx, outs, nout);
-    if (!n->g || gd_graph_plan(n->g, input_grad || train)) {
-        snprintf(err, errlen, "%s", gd_last_error());
+    n->g = gd_graph_build(n->ctx, outs, nout, err, errlen);
+    if (!n->g || gd_graph_plan_in(n->g, input_grad || train, shared, err, errlen)) {
         gd_net_free(n);
         return NULL;
     }
@@ -115,14 +119,14 @@ const gd_tensor *gd_net_output(const gd_net *n) { return n->out; }
 const gd_tensor *gd_net_features(const gd_net *n) { return n->features; }
 const gd_graph *gd_net_graph(const gd_net *n) { return n->g; }
 
-int gd_net_forward(gd_net *n) { return gd_graph_compute(n->g); }
+int gd_net_forward(gd_net *n, char *err, size_t errlen) { return gd_graph_compute(n->g, err, errlen); }
 
-int gd_net_backward(gd_net *n, const float *dout) {
+int gd_net_backward(gd_net *n, const float *dout, char *err, size_t errlen) {
     if (!n->params) {
-        gd_set_error("network was not planned for training");
+        gd_errf(err, errlen, "network was not planned for training");
         return -1;
     }
-    return gd_graph_backward(n->g, n->out, dout);
+    return gd_graph_backward(n->g, n->out, dout, err, errlen);
 }
 
 int gd_net_param_count(const gd_net *n) { return n->n_params; }
@@ -137,12 +141,12 @@ void gd_net_param(const gd_net *n, int i, const char **name, float **w, const fl
 
 const gd_tensor *gd_net_param_tensor(const gd_net *n, int i) { return n->params[i]; }
 
-int gd_net_input_grad(gd_net *n, float *grad) {
+int gd_net_input_grad(gd_net *n, float *grad, char *err, size_t errlen) {
     if (!n->picked) {
-        gd_set_error("network was not planned with an input gradient");
+        gd_errf(err, errlen, "network was not planned with an input gradient");
         return -1;
     }
-    if (gd_graph_compute(n->g) || gd_graph_backward(n->g, n->picked, NULL)) return -1;
+    if (gd_graph_compute(n->g, err, errlen) || gd_graph_backward(n->g, n->picked, NULL, err, errlen)) return -1;
     memcpy(grad, n->x->grad, sizeof(float) * (size_t)gd_nelements(n->x));
     return 0;
 }

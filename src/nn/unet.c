@@ -9,20 +9,20 @@ gd_tensor *gd_unet_build(gd_ctx *ctx, gd_model *m, gd_tensor *x, gd_tensor *t, g
     const gd_config *cfg = gd_model_config(m);
     adm_builder b = {.ctx = ctx, .m = m, .cfg = cfg};
     if (cfg->kind == GD_NET_CLASSIFIER) {
-        gd_set_error("config describes a classifier, not a U-Net");
+        gd_ctx_fail(ctx, "config describes a classifier, not a U-Net");
         return NULL;
     }
     if (!x || x->ndim != 4 || x->ne[1] != cfg->in_channels || x->ne[2] != cfg->image_size || x->ne[3] != cfg->image_size) {
-        gd_set_error("x must be [N, %d, %d, %d]", cfg->in_channels, cfg->image_size, cfg->image_size);
+        gd_ctx_fail(ctx, "x must be [N, %d, %d, %d]", cfg->in_channels, cfg->image_size, cfg->image_size);
         return NULL;
     }
     if (cfg->class_cond != (y != NULL)) {
-        gd_set_error(cfg->class_cond ? "class-conditional model needs labels y" : "model is not class-conditional");
+        gd_ctx_fail(ctx, "%s", cfg->class_cond ? "class-conditional model needs labels y" : "model is not class-conditional");
         return NULL;
     }
     if ((cfg->kind == GD_NET_SUPERRES) != (low_res != NULL)) {
-        gd_set_error(low_res ? "low_res given to a model that is not a super-resolution model"
-                             : "super-resolution model needs low_res");
+        gd_ctx_fail(ctx, "%s", low_res ? "low_res given to a model that is not a super-resolution model"
+                                       : "super-resolution model needs low_res");
         return NULL;
     }
     if (adm_embed(&b, t, y)) return NULL;
