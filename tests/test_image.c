@@ -1,4 +1,4 @@
-/* Tests for src/io/image_io.c and src/io/npz.c. Paths are relative to the project root (the runner's
+/* Tests for src/io/image_io.c and the npz writer and reader (src/io/npz_*.c). Paths are relative to the project root (the runner's
  * cwd). tests/data/npz/ is produced by tests/data/npz/make_npz.py (numpy); its data follow the
  * formula in pattern() below. */
 #define _POSIX_C_SOURCE 200809L
@@ -41,7 +41,7 @@
 
 #define NPZ_DIR "tests/data/npz"
 
-/* Test hook in src/io/npz.c: gd_write_npz with zip64 records everywhere. */
+/* Test hook in src/io/npz_write.c: gd_write_npz with zip64 records everywhere. */
 int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w, int c, const int64_t *labels,
                      int force_zip64, char *err, size_t errlen);
 

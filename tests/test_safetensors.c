@@ -1,4 +1,4 @@
-/* Tests for src/io/safetensors.c. Paths are relative to the project root (the runner's cwd).
+/* Tests for src/io/safetensors*.c. Paths are relative to the project root (the runner's cwd).
  * The corpus under tests/data/ is produced by scripts/make_malformed.py. */
 #define _POSIX_C_SOURCE 200809L
 #ifndef _DEFAULT_SOURCE

@@ -249,25 +249,26 @@ static int plan_forward(gd_graph *g, gd_allocator *al, int with_backward, char *
     return 0;
 }
 
+#define GBYTES(t) gd_align_up((size_t)gd_nelements(t) * sizeof(float))
+
+/* A gradient buffer becomes live. */
+static void galloc(gd_graph *g, gd_allocator *ga, bool *live, gd_tensor *o) {
+    int i = index_of(g, o);
+    g->greg[i] = (unsigned char)grad_region(g, o);
+    g->goffs[i] = gd_allocator_alloc(&ga[g->greg[i]], GBYTES(o));
+    live[i] = true;
+}
+
 /* Gradients, planned over the reverse sweep as activations are over the forward one: a gradient
  * buffer is live from the first backward that accumulates into it to the backward of its own
  * node. Outputs (where a sweep may start) are live from the start, and leaves' gradients (what
  * the caller reads) to the end. Sets g->goffs and g->greg. */
-static void galloc(gd_graph *g, gd_allocator *ga, bool *live, gd_tensor *o) {
-    int i = index_of(g, o);
-    g->greg[i] = (unsigned char)grad_region(g, o);
-    g->goffs[i] = gd_allocator_alloc(&ga[g->greg[i]], gd_align_up((size_t)gd_nelements(o) * sizeof(float)));
-    live[i] = true;
-}
-
 static int plan_grads(gd_graph *g, gd_allocator *ga) {
     bool *live = calloc((size_t)g->ctx->n + 1, 1);
     if (!live) return -1;
-#define GBYTES(t) gd_align_up((size_t)gd_nelements(t) * sizeof(float))
-#define GALLOC(o) galloc(g, ga, live, o)
     for (int k = 0; k < g->n; k++) { /* an output that is a view is seeded through its owner */
         gd_tensor *o = owner(g->nodes[k]);
-        if (g->req[index_of(g, o)] && (g->nodes[k]->flags & GD_FLAG_OUTPUT) && !live[index_of(g, o)]) GALLOC(o);
+        if (g->req[index_of(g, o)] && (g->nodes[k]->flags & GD_FLAG_OUTPUT) && !live[index_of(g, o)]) galloc(g, ga, live, o);
     }
     for (int k = g->n - 1; k >= 0; k--) {
         gd_tensor *t = g->nodes[k];
@@ -275,7 +276,7 @@ static int plan_grads(gd_graph *g, gd_allocator *ga) {
         if (t->op == GD_OP_NONE || !g->req[i]) continue;
         for (int s = 0; s < GD_MAX_SRC; s++) {
             gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
-            if (o && g->req[index_of(g, o)] && !live[index_of(g, o)]) GALLOC(o);
+            if (o && g->req[index_of(g, o)] && !live[index_of(g, o)]) galloc(g, ga, live, o);
         }
         if (t->op != GD_OP_VIEW && live[i]) gd_allocator_free(&ga[g->greg[i]], g->goffs[i], GBYTES(t));
     }
@@ -288,11 +289,10 @@ static int plan_grads(gd_graph *g, gd_allocator *ga) {
         g->goffs[i] = a->top;
         a->top += GBYTES(t);
     }
-#undef GALLOC
-#undef GBYTES
     free(live);
     return 0;
 }
+#undef GBYTES
 
 /* Sets every planned pointer from the offsets and the buffers' current addresses: at plan time,
  * and again when the shared arena has moved since (no allocation). Planned privately the layout

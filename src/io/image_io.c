@@ -1,5 +1,5 @@
-/* Image outputs: float -> uint8 conversion, PNG grids with a text chunk, and the atomic-write
- * helpers that src/io/npz.c shares. See include/gd_image.h for the API contract.
+/* Image outputs: float -> uint8 conversion and PNG grids with a text chunk (written through the
+ * atomic-file helpers of src/util/). See include/gd_image.h for the API contract.
  *
  * Design notes
  *  - gd_to_uint8 mirrors guided-diffusion's `((x + 1) * 127.5).clamp(0, 255).to(th.uint8)` in
