@@ -18,7 +18,7 @@ LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC   = $(filter-out src/cli/ddpm-%.c,$(wildcard src/cli/*.c))
 CLI_OBJ   = $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 HEADERS   = $(wildcard include/*.h src/*/*.h)
-TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval
+TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval ddpm-convert
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all ref test check-fixtures bench fuzz asan clean
@@ -53,6 +53,7 @@ check-fixtures:
 	$(PYTHON) tests/reference/gen_torchrng_fixtures.py --check
 	$(PYTHON) tests/reference/gen_convert_fixtures.py --check
 	$(PYTHON) tests/reference/gen_eval_fixtures.py --check
+	$(PYTHON) tests/reference/gen_pt_fixtures.py --check
 	d=$$(mktemp -d) && $(PYTHON) tests/reference/gen_rng_fixtures.py --out $$d/rng.safetensors >/dev/null && \
 	    cmp $$d/rng.safetensors tests/fixtures/rng.safetensors && echo "OK   rng.safetensors identical"; rm -rf $$d
 
@@ -64,15 +65,26 @@ asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	    LDFLAGS="-fsanitize=address,undefined" test
 
-fuzz: build-fuzz/fuzz_safetensors
+fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_pt
 	mkdir -p build-fuzz/corpus && cp tests/data/malformed/* tests/data/*.safetensors build-fuzz/corpus/
 	./build-fuzz/fuzz_safetensors -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus
+	mkdir -p build-fuzz/corpus_pt && cp tests/data/malformed_pt/*.pt tests/data/pt/*.pt tests/data/pt/*.pkl build-fuzz/corpus_pt/
+	./build-fuzz/fuzz_pt -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus_pt
 
 build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/io/safetensors_read.c src/io/safetensors.c src/util/errors.c \
                              src/io/safetensors.h include/gd_safetensors.h include/gd_util.h
 	mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc tests/fuzz_safetensors.c src/io/safetensors_read.c \
 	    src/io/safetensors.c src/util/errors.c -lcjson -o $@
+
+# The .pt reader; zip CRC-32s are not checked in this build (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION).
+PT_FUZZ_SRC = tests/fuzz_pt.c src/io/pt.c src/io/pt_pickle.c src/io/zip.c src/io/safetensors_read.c src/io/safetensors.c \
+              src/util/errors.c
+build-fuzz/fuzz_pt: $(PT_FUZZ_SRC) tests/pt_zip.h src/io/pt.h src/io/zip.h src/io/safetensors.h include/gd_pt.h \
+                    include/gd_safetensors.h include/gd_util.h
+	mkdir -p build-fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
+	    -Iinclude -Isrc $(PT_FUZZ_SRC) -lcjson -lz -o $@
 
 clean:
 	rm -rf build build-asan build-fuzz

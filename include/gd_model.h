@@ -4,9 +4,11 @@
 #ifndef GD_MODEL_H
 #define GD_MODEL_H
 #include "gd_alloc.h"
+#include "gd_safetensors.h"
 #include "gd_tensor.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #define GD_MAX_LEVELS 8
 
@@ -49,9 +51,63 @@ int gd_class_name_equal(const char *a, const char *b);
 
 typedef struct gd_model gd_model;
 
-/* Opens a safetensors file; the config comes from config_path when given, else from the file's
- * __metadata__["config"]. Errors are one line in err. */
+/* Opens a weights file, a safetensors file or a PyTorch checkpoint (.pt, told by its content),
+ * with its config from, in order (docs/config.md, "Where a config comes from"):
+ *   (a) o->config_path, a config file; (b) o->flags, guided-diffusion's flags (MODEL_FLAGS, or
+ *   CLASSIFIER_FLAGS with --image_size; a classifier when the file has no output_blocks);
+ *   (c) the safetensors file's __metadata__["config"]; (d) the released checkpoint of that file
+ *   name (configs/checkpoints.json; <stem>.pt for any extension), then the released architecture
+ *   whose tensors exactly these are; (e) inference from the tensor names and shapes
+ *   (gd_config_infer). A .pt's ImageNet model (1000 classes) gets configs/imagenet_classes.txt
+ *   as its class names, as ddpm-convert embeds them. o may be NULL. Errors are one line in err. */
+typedef struct {
+    const char *config_path;  /* (a) */
+    const char *flags;        /* (b) */
+    const char *configs_dir;  /* checkpoints.json, imagenet_classes.txt; NULL: configs/ here, else beside the executable */
+} gd_load_opts;
+gd_model *gd_model_load_opts(const char *path, const gd_load_opts *o, char *err, size_t errlen);
+/* gd_model_load_opts with only a config file (NULL: none). */
 gd_model *gd_model_load(const char *path, const char *config_path, char *err, size_t errlen);
+/* Where the loaded model's config came from ("config: from ...") and, when it was inferred, the
+ * rule used for each thing the shapes do not tell, one per line; "" for random models. */
+const char *gd_model_config_notes(const gd_model *m);
+
+/* Config sources as JSON text (malloc'ed; NULL with one line in err):
+ * guided-diffusion's flags as scripts/convert_checkpoint.py turns them into a config (its key
+ * order and value types; flags not given keep docs/config.md's defaults, which are
+ * guided-diffusion's script_util defaults; classifier != 0 keeps the classifier_* flags,
+ * image_size and in_channels; --large_size makes a superres model); */
+char *gd_config_from_flags(const char *flags, int classifier, char *err, size_t errlen);
+/* inference from names and shapes only (data unused): one line per rule applied goes to notes
+ * (may be NULL); errors say what cannot be told and which flag settles it; */
+char *gd_config_infer(const gd_st_tensor *t, int n, const char *configs_dir, char *notes, size_t notes_len, char *err,
+                      size_t errlen);
+/* the order of gd_model_load_opts (without the class names); source: where it came from. */
+char *gd_config_choose(const char *path, const gd_st_file *f, const gd_load_opts *o, char *source, size_t slen, char *notes,
+                       size_t nlen, char *err, size_t errlen);
+
+/* A checkpoint converted to a safetensors file with its config embedded: the bytes
+ * scripts/convert_checkpoint.py writes for the same input and options (tensors in state-dict
+ * order, contiguous, in dtype; metadata config, source, converter; header padded to 8). The
+ * config comes from gd_config_choose's order; it must describe exactly the checkpoint's tensors,
+ * or nothing is written. Written to a temporary file, then renamed. */
+typedef struct {
+    const char *config_path, *flags, *configs_dir; /* as gd_load_opts */
+    const char *class_names;  /* one name per line to embed; NULL: ImageNet's for 1000-class models */
+    int no_class_names;
+    gd_st_dtype dtype;        /* GD_ST_F32 (default, exact), GD_ST_F16 or GD_ST_BF16 */
+} gd_convert_opts;
+typedef struct {
+    char model[16];           /* unet, superres, classifier */
+    long long image_size, params, bytes;
+    int tensors, class_names;
+    char source[600];         /* where the config came from */
+    char notes[4096];         /* inference rules, when it was inferred */
+} gd_convert_info;
+int gd_convert_checkpoint(const char *in, const char *out, const gd_convert_opts *o, gd_convert_info *info, char *err,
+                          size_t errlen);
+/* The released checkpoints of configs/checkpoints.json, one line each: name, config, source. */
+int gd_released_list(const char *configs_dir, FILE *f, char *err, size_t errlen);
 /* Random weights (uniform in +-1/sqrt(fan_in); norms 1, biases 0), created on demand. */
 gd_model *gd_model_random(const gd_config *cfg, uint64_t seed);
 /* Shapes only (no data): for counting parameters and checking a config builds. */

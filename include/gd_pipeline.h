@@ -37,6 +37,9 @@ typedef struct {
     int n_classifiers;             /* 0: the preset's, else GD_DEFAULT_CLASSIFIER (when guided) */
     const char *classifier_config;
     const char *upsampler, *upsampler_config; /* a super-resolution stage after the base model */
+    /* guided-diffusion flags ("$MODEL_FLAGS"; a classifier's: "--image_size N $CLASSIFIER_FLAGS")
+     * instead of a config file, for weights without an embedded config (a .pt) */
+    const char *model_flags, *classifier_flags, *upsampler_flags;
     const char *base_npz;          /* upsample these images instead of sampling a base model */
     /* ---- sampler ---- */
     const char *sampler;           /* "ddpm" or "ddim"; NULL: the preset's, else ddpm */

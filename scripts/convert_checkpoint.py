@@ -1,6 +1,11 @@
 #!/usr/bin/python3
 """Converts guided-diffusion / ED-DPM `.pt` checkpoints to safetensors files the C tools load.
 
+The reference for the C converter, `ddpm-convert` (src/nn/convert.c), which writes the same bytes
+and needs no Python: users want that one (or no conversion at all: the tools read a .pt directly).
+This script stays for the tests: tests/reference/check_convert_c.py compares the two,
+gen_convert_fixtures.py / gen_flags_fixtures.py / check_released.py use it.
+
     python3 scripts/convert_checkpoint.py CKPT.pt [CKPT.pt ...] [-d DIR | -o OUT.safetensors]
         [--dtype f32|f16|bf16] [--config CONFIG.json | --flags "GUIDED-DIFFUSION FLAGS"]
         [--class-names FILE | --no-class-names]

@@ -292,7 +292,7 @@ static void test_preset_errors(void) {
     mkdir(md, 0755);
     /* missing converted files: what to download and the exact command */
     snprintf(args, sizeof args, "--preset imagenet256 --class 207 --models-dir %s -o %s/x.png", md, d);
-    snprintf(want, sizeof want, "python3 scripts/convert_checkpoint.py 256x256_diffusion.pt 256x256_classifier.pt -d %s", md);
+    snprintf(want, sizeof want, "ddpm-convert 256x256_diffusion.pt 256x256_classifier.pt -d %s", md);
     cli_result r = expect_error(d, args, want, "256x256_classifier.safetensors");
     cli_run_free(&r);
     snprintf(args, sizeof args, "--preset imagenet256-uncond-eds --models-dir %s -o %s/x.png", md, d);

@@ -64,16 +64,18 @@ static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape
 /* ---- command line --------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *model, *config, *inputs, *output;
+    const char *model, *config, *flags, *inputs, *output;
     int threads; /* 0 = default */
     int quiet, verbose;
 } options;
 
 #define OPT(f) offsetof(options, f)
 static const gd_cli_flag FLAGS[] = {
-    {"-m", "--model", "PATH", GD_CLI_STR, OPT(model), .help = "weights (safetensors, guided-diffusion state-dict names)"},
+    {"-m", "--model", "PATH", GD_CLI_STR, OPT(model), .help = "weights (safetensors or a guided-diffusion .pt, state-dict names)"},
     {"-c", "--config", "PATH", GD_CLI_STR, OPT(config),
-     .help = "model config JSON (default: the model file's __metadata__.config)"},
+     .help = "model config JSON (default: the model file's __metadata__.config; for a\n"
+     ".pt: the released checkpoint of its name, else inferred from its shapes)"},
+    {NULL, "--flags", "\"FLAGS\"", GD_CLI_STR, OPT(flags), .help = "the model's guided-diffusion flags instead of a config (\"$MODEL_FLAGS\")"},
     {"-i", "--inputs", "PATH", GD_CLI_STR, OPT(inputs),
      .help = "inputs, read by name (other tensors are ignored):\n"
      "  x        F32 [N,C,H,W]            always\n"
@@ -341,8 +343,15 @@ int main(int argc, char **argv) {
 
     char err[1024];
     double t0 = now_s();
-    gd_model *m = gd_model_load(o.model, o.config, err, sizeof err);
+    gd_load_opts lo = {.config_path = o.config, .flags = o.flags};
+    if (o.config && o.flags) gd_cli_die("-c and --flags both given");
+    gd_model *m = gd_model_load_opts(o.model, &lo, err, sizeof err);
     if (!m) gd_cli_die("%s", err);
+    for (const char *l = gd_model_config_notes(m); o.verbose && *l;) { /* where the config came from, one line each */
+        size_t n = strcspn(l, "\n");
+        fprintf(stderr, TOOL ": %.*s\n", (int)n, l);
+        l += n + (l[n] == '\n');
+    }
     const gd_config *cfg = gd_model_config(m);
     const int cls = cfg->kind == GD_NET_CLASSIFIER;
     double t_load = now_s() - t0;

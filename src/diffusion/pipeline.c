@@ -70,39 +70,43 @@ static int apply_preset(gd_pipeline *p, char *err, size_t errlen) {
         snprintf(pts + strlen(pts), sizeof pts - strlen(pts), " %s.pt", stems[i]);
         nmiss++;
     }
+    const char *md = j->models_dir ? j->models_dir : "models";
     if (nmiss)
-        FAIL("preset %s needs %s, which %s missing; download%s (%s) and convert %s: python3 scripts/convert_checkpoint.py%s -d %s",
-             ps->name, missing, nmiss > 1 ? "are" : "is", pts, ps->download ? ps->download : "see configs/checkpoints.json",
-             nmiss > 1 ? "them" : "it", pts, j->models_dir ? j->models_dir : "models");
+        FAIL("preset %s needs %s, which %s missing; download%s (%s) into %s (a .pt loads as it is) or convert %s once: "
+             "ddpm-convert%s -d %s",
+             ps->name, missing, nmiss > 1 ? "are" : "is", pts, ps->download ? ps->download : "see configs/checkpoints.json", md,
+             nmiss > 1 ? "them" : "it", pts, md);
     if (stems[0]) j->model = p->model_path, p->preset_model = 1;
     if (stems[1]) p->preset_classifier = 1, j->classifiers[0] = (gd_job_classifier){p->cls_path[0], 0, 1 << 30}, j->n_classifiers = 1;
     if (stems[2]) j->upsampler = p->up_path;
     return 0;
 }
 
-static gd_model *load(const char *what, const char *path, const char *cfg, char *err, size_t errlen) {
+static gd_model *load(const char *what, const char *path, const char *cfg, const char *flags, char *err, size_t errlen) {
     if (!gd_file_exists(path)) return gd_errf(err, errlen, "%s '%s' not found", what, path), NULL;
-    return gd_model_load(path, cfg, err, errlen);
+    if (cfg && flags) return gd_errf(err, errlen, "%s: both a config file and flags given", what), NULL;
+    gd_load_opts o = {.config_path = cfg, .flags = flags};
+    return gd_model_load_opts(path, &o, err, errlen);
 }
 
 /* The base model and the upsampler, by kind: a super-resolution -m with --base-npz upsamples only. */
 static int load_models(gd_pipeline *p, char *err, size_t errlen) {
     const gd_job *j = &p->job;
     if (j->upsampler) {
-        if (!(p->up = load("upsampler", j->upsampler, j->upsampler_config, err, errlen))) return -1;
+        if (!(p->up = load("upsampler", j->upsampler, j->upsampler_config, j->upsampler_flags, err, errlen))) return -1;
         p->uc = gd_model_config(p->up);
         if (p->uc->kind != GD_NET_SUPERRES) FAIL("%s: not a super-resolution model (model \"superres\")", j->upsampler);
     }
     if (j->base_npz && p->up) return 0;
     if (!j->model && !gd_file_exists(GD_DEFAULT_MODEL))
         FAIL("no model given (-m) and no default model at " GD_DEFAULT_MODEL "; pass -m MODEL.safetensors or --preset NAME");
-    if (!(p->model = load("model", p->model_path, j->model_config, err, errlen))) return -1;
+    if (!(p->model = load("model", p->model_path, j->model_config, j->model_flags, err, errlen))) return -1;
     p->mc = gd_model_config(p->model);
     if (p->mc->kind == GD_NET_SUPERRES) {
         if (p->up) FAIL("%s is a super-resolution model; give the base model with -m and the upsampler with --upsampler", p->model_path);
         if (!j->base_npz) FAIL("%s is a super-resolution model: give the images to upsample with --base-npz", p->model_path);
         p->up = p->model, p->uc = p->mc, p->model = NULL, p->mc = NULL; /* upsample only */
-        if (j->upsampler_config) FAIL("--upsampler-config: the upsampler is -m; use --model-config");
+        if (j->upsampler_config || j->upsampler_flags) FAIL("--upsampler-config/--upsampler-flags: the upsampler is -m; use --model-config or --flags");
     } else if (p->mc->kind != GD_NET_UNET) {
         FAIL("%s: not a diffusion U-Net (model \"classifier\")", p->model_path);
     }
@@ -142,7 +146,7 @@ static int load_classifiers(gd_pipeline *p, char *err, size_t errlen) {
     }
     for (int i = 0; i < j->n_classifiers; i++) {
         const char *path = j->classifiers[i].path;
-        if (!(p->cls[i] = load("classifier", path, j->classifier_config, err, errlen))) return -1;
+        if (!(p->cls[i] = load("classifier", path, j->classifier_config, j->classifier_flags, err, errlen))) return -1;
         const gd_config *cc = gd_model_config(p->cls[i]);
         if (cc->kind != GD_NET_CLASSIFIER) FAIL("%s: not a classifier", path);
         if (cc->image_size != mc->image_size || cc->in_channels != mc->in_channels)

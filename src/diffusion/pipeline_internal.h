@@ -24,8 +24,8 @@ typedef struct {
 
 /* A preset by name (configs/presets/NAME.json here or beside the executable) or path. */
 int gd_preset_load(const char *arg, gd_preset *p, char *err, size_t errlen);
-/* The converted file of a released checkpoint: DIR/<stem>.safetensors, DIR = models_dir, else
- * models/ here, else models/ beside the executable. */
+/* The file of a released checkpoint: DIR/<stem>.safetensors, else DIR/<stem>.pt, DIR =
+ * models_dir, else models/ here, else models/ beside the executable. */
 void gd_preset_model_file(const char *models_dir, const char *stem, char *buf, size_t n);
 int gd_file_exists(const char *path);
 

@@ -52,6 +52,16 @@ static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
         fprintf(f, "%s: seed %llu, %d samples from the images of %s\n", pre, (unsigned long long)p->job.seed, p->N, p->job.base_npz);
 }
 
+/* Where a model's config came from and the rules inference applied, one prefixed line each. */
+static void describe_config(FILE *f, const char *pre, const char *what, const gd_model *m) {
+    for (const char *l = m ? gd_model_config_notes(m) : ""; *l;) {
+        while (*l == ' ') l++;
+        size_t n = strcspn(l, "\n");
+        fprintf(f, "%s: %s %.*s\n", pre, what, (int)n, l);
+        l += n + (l[n] == '\n');
+    }
+}
+
 void gd_pipeline_describe(const gd_pipeline *p, FILE *f, const char *pre, int summary, int verbose) {
     const gd_config *mc = p->mc, *uc = p->uc;
     if (summary) describe_summary(p, f, pre);
@@ -65,6 +75,9 @@ void gd_pipeline_describe(const gd_pipeline *p, FILE *f, const char *pre, int su
         fprintf(f, "%s: upsampler %s: %d -> %d, %d channels, class_cond %d, %s schedule\n", pre,
                 p->job.upsampler ? p->job.upsampler : p->model_path, uc->small_size, uc->image_size, uc->model_channels,
                 uc->class_cond, uc->noise_schedule);
+    describe_config(f, pre, "model", p->model);
+    for (int i = 0; i < GD_MAX_EXPERTS && p->use_classifier; i++) describe_config(f, pre, "classifier", p->cls[i]);
+    describe_config(f, pre, "upsampler", p->up);
 }
 
 static void add_labels(const gd_pipeline *p, cJSON *js) {

@@ -193,14 +193,17 @@ int gd_presets_list(FILE *f, char *err, size_t errlen) {
     return 0;
 }
 
+/* DIR/<stem>.safetensors, else DIR/<stem>.pt (the released file, read as it is). */
+static int find_in(const char *dir, const char *stem, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s.safetensors", dir, stem);
+    if (gd_file_exists(buf)) return 1;
+    snprintf(buf, n, "%s/%s.pt", dir, stem);
+    return gd_file_exists(buf);
+}
+
 void gd_preset_model_file(const char *models_dir, const char *stem, char *buf, size_t n) {
-    if (models_dir) {
-        snprintf(buf, n, "%s/%s.safetensors", models_dir, stem);
-        return;
-    }
-    snprintf(buf, n, "models/%s.safetensors", stem);
-    if (gd_file_exists(buf)) return;
     char alt[PATH_MAX + 200];
-    snprintf(alt, sizeof alt, "%s/models/%s.safetensors", exe_root(), stem);
-    if (gd_file_exists(alt)) snprintf(buf, n, "%s", alt);
+    snprintf(alt, sizeof alt, "%s/models", exe_root());
+    if (models_dir ? find_in(models_dir, stem, buf, n) : find_in("models", stem, buf, n) || find_in(alt, stem, buf, n)) return;
+    snprintf(buf, n, "%s/%s.safetensors", models_dir ? models_dir : "models", stem); /* what the "missing" message names */
 }

@@ -330,7 +330,7 @@ int gd_read_npz(const char *path, uint8_t **images, int *n, int *h, int *w, int 
         gd_errf(err, errlen, "gd_read_npz: %s: NULL argument", path ? path : "(null path)");
         return -1;
     }
-    zip_reader r = {-1, 0, path, err, errlen};
+    zip_reader r = {-1, 0, path, err, errlen, NULL};
     r.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r.fd < 0) {
         gd_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));

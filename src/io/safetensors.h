@@ -16,4 +16,10 @@ int st_dtype_parse(const char *s, gd_st_dtype *out);
 /* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF). Returns the offset of the first
  * bad byte, or len if the whole buffer is valid. */
 size_t st_utf8_check(const uint8_t *s, size_t len);
+
+/* A file made by another reader of the I/O layer (io/pt.c): takes over tensors[0..count) (the
+ * array and each malloc()ed name), the malloc()ed blocks owned[0..nowned) (and the array) and,
+ * when map is not NULL, the mapping map[0..map_len), all released by gd_st_close -- or at once,
+ * when this fails (returns NULL: out of memory). No metadata. */
+gd_st_file *st_file_adopt(gd_st_tensor *tensors, int count, void **owned, int nowned, void *map, size_t map_len);
 #endif

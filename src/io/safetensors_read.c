@@ -31,6 +31,8 @@ struct gd_st_file {
     char **meta_keys;
     char **meta_vals;
     int nmeta;
+    void **owned;          /* blocks freed by gd_st_close (st_file_adopt) */
+    int nowned;
 };
 
 /* Copies s into out (size outlen >= 8) for quoting in an error message: control characters
@@ -118,8 +120,30 @@ void gd_st_close(gd_st_file *f) {
     }
     free(f->meta_keys);
     free(f->meta_vals);
+    for (int i = 0; i < f->nowned; i++) free(f->owned[i]);
+    free(f->owned);
     if (f->mapped && f->base) munmap((void *)f->base, f->len);
     free(f);
+}
+
+gd_st_file *st_file_adopt(gd_st_tensor *tensors, int count, void **owned, int nowned, void *map, size_t map_len) {
+    gd_st_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        for (int i = 0; i < count; i++) free(tensors[i].name);
+        free(tensors);
+        for (int i = 0; i < nowned; i++) free(owned[i]);
+        free(owned);
+        if (map) munmap(map, map_len);
+        return NULL;
+    }
+    f->tensors = tensors;
+    f->count = count;
+    f->owned = owned;
+    f->nowned = nowned;
+    f->base = map;
+    f->len = map_len;
+    f->mapped = map != NULL;
+    return f;
 }
 
 static int parse_metadata(gd_st_file *f, const cJSON *meta, const char *label, char *err,

@@ -1,5 +1,6 @@
 /* The zip container under the .npz writer (npz_write.c) and reader (npz_read.c); internal to
- * the I/O layer. Member names are at most ZIP_NAME_MAX bytes (np.savez's are "arr_<i>.npy").
+ * the I/O layer, and under the PyTorch checkpoint reader (pt.c). Members written are named with at
+ * most ZIP_NAME_MAX bytes (np.savez's are "arr_<i>.npy"); members read may have any name.
  *
  * Writing
  *  - Members are stored (method 0), with no data descriptors, as numpy 1.24 writes them: DOS
@@ -20,7 +21,9 @@
  *    inflate (raw deflate). Encrypted entries, other methods and multi-disk archives fail.
  *  - Every size and offset is checked against the file and the central directory, and the
  *    CRC-32 of each member read is verified. Other members are ignored; duplicate names of
- *    wanted members are rejected. */
+ *    wanted members are rejected.
+ *  - The archive is a file (fd, pread) or a buffer in memory (mem); zip_list_directory lists
+ *    every member, and zip_member_view returns a stored member of an in-memory archive in place. */
 #ifndef GD_IO_ZIP_H
 #define GD_IO_ZIP_H
 #include <stddef.h>
@@ -79,6 +82,7 @@ typedef struct {
     const char *path;
     char *err;
     size_t errlen;
+    const uint8_t *mem; /* when not NULL, the archive is mem[0..size) and fd is unused */
 } zip_reader;
 
 typedef struct {
@@ -92,6 +96,18 @@ typedef struct {
  * when there is none); members_end is where the members must end. */
 int zip_read_directory(zip_reader *r, const char *const *names, int count, zip_entry *ents,
                        uint64_t *members_end);
+
+/* Every member, in central directory order: ents[i] is the one called names[i] (NUL-terminated;
+ * a name with a NUL byte in it is cut there). zip_dir_free releases it (also after a failure). */
+typedef struct {
+    size_t count;
+    zip_entry *ents;
+    char **names;
+    char *name_block;
+    uint64_t members_end;
+} zip_dir;
+int zip_list_directory(zip_reader *r, zip_dir *d);
+void zip_dir_free(zip_dir *d);
 
 typedef struct {
     zip_reader *r;
@@ -112,4 +128,7 @@ void zip_member_close(zip_stream *s);
 int zip_member_read(zip_stream *s, void *buf, size_t len, const char *what);
 /* After all declared bytes were read: the deflate stream must end here, and the CRC match. */
 int zip_member_finish(zip_stream *s);
+/* A stored member of an in-memory archive (r->mem), in place: the checks of zip_member_open, then
+ * the CRC-32. Returns its e->usize bytes, or NULL (with err). */
+const uint8_t *zip_member_view(zip_reader *r, zip_entry *e, const char *name, uint64_t members_end);
 #endif

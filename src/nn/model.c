@@ -3,6 +3,7 @@
  * kept as the model's error so the user sees which tensor is wrong. */
 #include "nn/adm.h"
 #include "gd_safetensors.h"
+#include "nn/config_src.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@ struct gd_model {
     uint64_t seed;
     bool shapes_only; /* headers without data: counting and config checks */
     bool trainable;   /* every weight an owned f32 buffer */
+    char *notes;      /* where the config came from (gd_model_config_notes) */
     char err[512];
 };
 
@@ -52,29 +54,24 @@ static int add_param(gd_model *m, const char *name, gd_dtype dt, int ndim, const
 }
 
 gd_model *gd_model_load(const char *path, const char *config_path, char *err, size_t errlen) {
+    gd_load_opts o = {.config_path = config_path};
+    return gd_model_load_opts(path, &o, err, errlen);
+}
+
+const char *gd_model_config_notes(const gd_model *m) { return m->notes ? m->notes : ""; }
+
+gd_model *gd_model_load_opts(const char *path, const gd_load_opts *o, char *err, size_t errlen) {
     gd_model *m = model_new();
     if (!m) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    m->st = gd_st_open(path, err, errlen);
-    if (!m->st) goto fail;
-    if (config_path) {
-        if (gd_config_load(config_path, &m->cfg, err, errlen)) goto fail;
-    } else {
-        const char *js = gd_st_metadata(m->st, "config");
-        if (!js) {
-            snprintf(err, errlen, "%s: no config embedded (__metadata__.config); pass a config file", path);
-            goto fail;
-        }
-        char e2[400];
-        if (gd_config_parse(js, &m->cfg, e2, sizeof e2)) {
-            snprintf(err, errlen, "%s: embedded %s", path, e2);
-            goto fail;
-        }
-    }
+    int is_pt; /* by content: a PyTorch checkpoint or safetensors (config_choose.c) */
+    m->st = nn_open_weights(path, &is_pt, err, errlen);
+    if (!m->st || nn_load_config(path, m->st, is_pt, o, &m->cfg, &m->notes, err, errlen)) goto fail;
     for (int i = 0; i < gd_st_count(m->st); i++) {
         const gd_st_tensor *t = gd_st_get(m->st, i);
+        const char *name = is_pt && !strncmp(t->name, "module.", 7) ? t->name + 7 : t->name;
         gd_dtype dt;
         if (t->dtype == GD_ST_F32) dt = GD_F32;
         else if (t->dtype == GD_ST_F16) dt = GD_F16;
@@ -101,7 +98,7 @@ gd_model *gd_model_load(const char *path, const char *config_path, char *err, si
             memcpy(data, t->data, t->nbytes);
             owned = true;
         }
-        if (add_param(m, t->name, dt, t->ndim, t->shape, data, owned)) {
+        if (add_param(m, name, dt, t->ndim, t->shape, data, owned)) {
             if (owned) free(data);
             snprintf(err, errlen, "out of memory");
             goto fail;
@@ -137,6 +134,7 @@ void gd_model_free(gd_model *m) {
     free(m->p);
     gd_st_close(m->st);
     gd_config_free(&m->cfg);
+    free(m->notes);
     free(m);
 }
 

@@ -72,28 +72,37 @@ def run(name, args, tmp):
         cfg[key] = 64
     torch.manual_seed(args.seed)
     model = adm.init_random(adm.build_model(cfg)).eval()
-    pt = os.path.join(tmp, name + ".pt")
+    # (--infer: not the released name, which would select the released config and widths)
+    pt = os.path.join(tmp, ("w64_" if args.infer else "") + name + ".pt")
     torch.save(trainer_layout(model.state_dict()), pt)
     cfg_path = os.path.join(tmp, name + ".json")
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
     out_st = os.path.join(tmp, name + ".safetensors")
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "convert_checkpoint.py"), pt, "-o", out_st,
-           "--dtype", args.dtype, "-q"]
+    if args.converter == "c":
+        cmd = [os.path.join(ROOT, args.build, "ddpm-convert"), pt, "-o", out_st, "--dtype", args.dtype, "-q"]
+    else:
+        cmd = [sys.executable, os.path.join(ROOT, "scripts", "convert_checkpoint.py"), pt, "-o", out_st,
+               "--dtype", args.dtype, "-q"]
     if not args.full:  # the released name would select the released widths
         cmd += ["--config", cfg_path]
     t0 = time.time()
-    subprocess.run(cmd, check=True)
+    if args.converter == "none":  # ddpm-forward reads the .pt itself
+        out_st, forward_cfg = pt, ([] if args.full or args.infer else ["-c", cfg_path])
+    else:
+        subprocess.run(cmd, check=True)
+        forward_cfg = []
     t_conv = time.time() - t0
     sizes = (os.path.getsize(pt), os.path.getsize(out_st))
-    os.unlink(pt)
 
     # the reference runs on the weights as stored (rounded to the storage dtype)
-    tensors, meta = st.read(out_st)
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            v.copy_(torch.from_numpy(tensors[k].float32()))
-    del tensors
+    if args.converter != "none":
+        os.unlink(pt)
+        tensors, meta = st.read(out_st)
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                v.copy_(torch.from_numpy(tensors[k].float32()))
+        del tensors
     N, S, C = args.batch, cfg["image_size"], cfg.get("in_channels", 3)
     g = torch.Generator().manual_seed(args.seed + 1)
     x = torch.randn(N, C, S, S, generator=g)
@@ -110,7 +119,7 @@ def run(name, args, tmp):
 
     t0 = time.time()
     subprocess.run([os.path.join(ROOT, args.build, "ddpm-forward"), "-m", out_st, "-i", in_path, "-o", out_path,
-                    "-t", str(args.threads), "-q"], check=True)
+                    "-t", str(args.threads), "-q"] + forward_cfg, check=True)
     t_c = time.time() - t0
     got, _ = st.read(out_path)
 
@@ -150,6 +159,9 @@ def main():
     ap.add_argument("--build", default=os.environ.get("BUILD", "build"))
     ap.add_argument("--keep", help="keep the converted files in this directory")
     ap.add_argument("--tol", type=float, default=1e-4)
+    ap.add_argument("--converter", choices=["python", "c", "none"], default="python",
+                    help="scripts/convert_checkpoint.py (default), ddpm-convert, or none: ddpm-forward reads the .pt")
+    ap.add_argument("--infer", action="store_true", help="with --converter none: no config, ddpm-forward infers it from the shapes")
     args = ap.parse_args()
     names = args.only.split(",") if args.only else ARCHS
     bad = 0
