@@ -71,15 +71,14 @@ fuzz: build-fuzz/fuzz_safetensors build-fuzz/fuzz_pt
 	mkdir -p build-fuzz/corpus_pt && cp tests/data/malformed_pt/*.pt tests/data/pt/*.pt tests/data/pt/*.pkl build-fuzz/corpus_pt/
 	./build-fuzz/fuzz_pt -max_total_time=$${FUZZ_SECONDS:-60} build-fuzz/corpus_pt
 
-build-fuzz/fuzz_safetensors: tests/fuzz_safetensors.c src/io/safetensors_read.c src/io/safetensors.c src/util/errors.c \
-                             src/io/safetensors.h include/gd_safetensors.h include/gd_util.h
+ST_FUZZ_SRC = tests/fuzz_safetensors.c src/io/safetensors_read.c src/io/safetensors.c src/util/errors.c src/util/map_file.c
+build-fuzz/fuzz_safetensors: $(ST_FUZZ_SRC) src/io/safetensors.h include/gd_safetensors.h include/gd_util.h
 	mkdir -p build-fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc tests/fuzz_safetensors.c src/io/safetensors_read.c \
-	    src/io/safetensors.c src/util/errors.c -lcjson -o $@
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc $(ST_FUZZ_SRC) -lcjson -o $@
 
 # The .pt reader; zip CRC-32s are not checked in this build (FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION).
 PT_FUZZ_SRC = tests/fuzz_pt.c src/io/pt.c src/io/pt_pickle.c src/io/zip.c src/io/safetensors_read.c src/io/safetensors.c \
-              src/util/errors.c
+              src/util/errors.c src/util/map_file.c
 build-fuzz/fuzz_pt: $(PT_FUZZ_SRC) tests/pt_zip.h src/io/pt.h src/io/zip.h src/io/safetensors.h include/gd_pt.h \
                     include/gd_safetensors.h include/gd_util.h
 	mkdir -p build-fuzz

@@ -20,4 +20,10 @@ void gd_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
  * only when it detects the failure itself (ok != 0 on entry), frees tmp, returns 0 or -1. */
 FILE *gd_atomic_open(const char *path, char **tmp_out, char *err, size_t errlen);
 int gd_atomic_commit(FILE *f, char *tmp, const char *path, int ok, char *err, size_t errlen);
+
+/* Maps a regular file read-only (the weight readers view tensors in place). Returns 0 with *map
+ * and *len set, or -1 with err. An empty file gives *map = NULL, *len = 0 and succeeds, so callers
+ * state their own minimum size; gd_unmap_file(NULL, 0) does nothing. */
+int gd_map_file(const char *path, void **map, size_t *len, char *err, size_t errlen);
+void gd_unmap_file(void *map, size_t len);
 #endif

@@ -2,7 +2,7 @@
  *
  *   clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
  *         -Isrc tests/fuzz_safetensors.c src/io/safetensors.c src/io/safetensors_read.c \
- *         src/util/errors.c -lcjson -o build/fuzz_safetensors   (or: make fuzz)
+ *         src/util/errors.c src/util/map_file.c -lcjson -o build/fuzz_safetensors   (or: make fuzz)
  *   mkdir -p /tmp/st_corpus
  *   build/fuzz_safetensors -max_total_time=60 /tmp/st_corpus tests/data tests/data/malformed
  *

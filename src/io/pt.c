@@ -517,36 +517,16 @@ gd_st_file *gd_pt_open_mem(const void *buf, size_t len, char *err, size_t errlen
 }
 
 gd_st_file *gd_pt_open(const char *path, char *err, size_t errlen) {
-    if (!path) {
-        gd_errf(err, errlen, "(null): no path given");
-        return NULL;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        gd_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        gd_errf(err, errlen, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    if (st.st_size < 4 || (uint64_t)st.st_size > (uint64_t)SIZE_MAX) {
-        gd_errf(err, errlen, "%s: not a PyTorch checkpoint (%lld bytes)", path, (long long)st.st_size);
-        close(fd);
-        return NULL;
-    }
-    size_t len = (size_t)st.st_size;
-    void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-    int map_errno = errno;
-    close(fd);
-    if (m == MAP_FAILED) {
-        gd_errf(err, errlen, "%s: mmap failed: %s", path, strerror(map_errno));
+    void *m;
+    size_t len;
+    if (gd_map_file(path, &m, &len, err, errlen)) return NULL;
+    if (len < 4) {
+        gd_errf(err, errlen, "%s: not a PyTorch checkpoint (%zu bytes)", path, len);
+        gd_unmap_file(m, len);
         return NULL;
     }
     int taken;
     gd_st_file *f = pt_parse(m, len, path, m, &taken, err, errlen);
-    if (!taken) munmap(m, len);
+    if (!taken) gd_unmap_file(m, len);
     return f;
 }
