@@ -120,6 +120,9 @@ gd_tensor *gd_bilinear(gd_ctx *ctx, gd_tensor *x, int64_t oh, int64_t ow);
 gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order);
 gd_tensor *gd_softmax(gd_ctx *ctx, gd_tensor *x);      /* over the last dim */
 gd_tensor *gd_log_softmax(gd_ctx *ctx, gd_tensor *x);  /* over the last dim */
+/* H(softmax(z)) in nats over K logits, reduced in double; *lse (may be NULL) gets log sum exp z.
+ * One definition for EDS's scale and the ECT loss, so the two cannot drift apart. */
+double gd_logits_entropy(const float *z, int K, double *lse);
 /* t [N] f32 -> [N, dim]: [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(max_period) i / (dim/2)) */
 gd_tensor *gd_timestep_embedding(gd_ctx *ctx, gd_tensor *t, int dim, float max_period);
 /* w [K, D], idx [N] i32 -> [N, D] */

@@ -7,6 +7,7 @@
 #include "gd_pipeline.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +150,26 @@ static void test_pipeline_rejects_bad_jobs(void) {
     j.model = "tests/data/no-such-model.safetensors";
     p = gd_pipeline_new(&j, err, sizeof err);
     CHECK(!p && strstr(err, "not found"), "missing model: %s", p ? "accepted" : err);
+    gd_pipeline_free(p);
+    /* a job built in code gets the ranges the CLI's flags enforce */
+    gd_job_defaults(&j);
+    j.guidance = "cfg";
+    j.cfg_scale = NAN;
+    p = gd_pipeline_new(&j, err, sizeof err);
+    CHECK(!p && strstr(err, "--cfg-scale"), "NaN cfg scale: %s", p ? "accepted" : err);
+    gd_pipeline_free(p);
+    gd_job_defaults(&j);
+    j.sampler = "ddim";
+    j.eta = -1;
+    p = gd_pipeline_new(&j, err, sizeof err);
+    CHECK(!p && strstr(err, "--eta"), "negative eta: %s", p ? "accepted" : err);
+    gd_pipeline_free(p);
+    gd_job_defaults(&j);
+    j.guidance = "classifier";
+    j.classifiers[0] = (gd_job_classifier){"models/fashion_classifier_ce.safetensors", 500, 500};
+    j.n_classifiers = 1;
+    p = gd_pipeline_new(&j, err, sizeof err);
+    CHECK(!p && strstr(err, "timestep range"), "empty expert range: %s", p ? "accepted" : err);
     gd_pipeline_free(p);
     gd_job_defaults(&j);
     j.guidance = "cfg";

@@ -5,6 +5,7 @@
 #include "gd_image.h"
 #include "gd_pipeline.h"
 #include "gd_tensor.h"
+#include "gd_util.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -181,13 +182,12 @@ static void on_progress(void *user, int done, int total) {
 }
 
 static void write_file(const char *path, const char *text) {
-    char tmp[PATH_MAX + 32];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) || rename(tmp, path)) {
-        unlink(tmp);
-        gd_cli_die("cannot write %s", path);
-    }
+    char err[600], *tmp;
+    FILE *f = gd_atomic_open(path, &tmp, err, sizeof err);
+    if (!f) gd_cli_die("%s", err);
+    int ok = fprintf(f, "%s\n", text) >= 0;
+    if (!ok) gd_errf(err, sizeof err, "%s: write failed", path);
+    if (gd_atomic_commit(f, tmp, path, ok, err, sizeof err)) gd_cli_die("%s", err);
 }
 
 /* The grid (and its sidecar), the npz files, the per-sample PNGs; each is taken back on a later error. */

@@ -437,6 +437,19 @@ static void softmax_rows(gd_tensor *t, int log_out) {
     }
 }
 
+double gd_logits_entropy(const float *z, int K, double *lse_out) {
+    double m = z[0], s = 0, h = 0;
+    for (int c = 1; c < K; c++) m = z[c] > m ? z[c] : m;
+    for (int c = 0; c < K; c++) s += exp(z[c] - m);
+    const double lse = m + log(s);
+    for (int c = 0; c < K; c++) {
+        double lp = z[c] - lse;
+        h -= exp(lp) * lp;
+    }
+    if (lse_out) *lse_out = lse;
+    return h;
+}
+
 void gd_fwd_softmax(gd_tensor *t, float *work) { (void)work; softmax_rows(t, 0); }
 void gd_fwd_log_softmax(gd_tensor *t, float *work) { (void)work; softmax_rows(t, 1); }
 

@@ -2,22 +2,16 @@
  * predictive entropy (ED-DPM's EDS). The scale comes from the same forward pass and carries no
  * gradient, as in ED-DPM's cond_fn. */
 #include "gd_guidance.h"
+#include "gd_tensor.h"
 #include "gd_util.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* log(K) / H(softmax(z)), H in nats (floored), reduced in double. */
+/* log(K) / H(softmax(z)), H in nats (floored). */
 static double eds_factor(const float *z, int K) {
-    double m = z[0], sum = 0, h = 0;
-    for (int k = 1; k < K; k++) m = z[k] > m ? z[k] : m;
-    for (int k = 0; k < K; k++) sum += exp(z[k] - m);
-    double lse = m + log(sum);
-    for (int k = 0; k < K; k++) {
-        double lp = z[k] - lse;
-        h -= exp(lp) * lp;
-    }
+    const double h = gd_logits_entropy(z, K, NULL);
     return log((double)K) / (h > GD_EDS_MIN_ENTROPY ? h : GD_EDS_MIN_ENTROPY);
 }
 

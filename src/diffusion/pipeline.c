@@ -209,6 +209,15 @@ static int resolve(gd_pipeline *p, char *err, size_t errlen) {
     if (j->up_steps && j->up_respacing) FAIL("--upsample-steps and --upsample-respacing both given");
     if (j->n_classifiers < 0 || j->n_classifiers > GD_MAX_EXPERTS) FAIL("at most %d classifiers", GD_MAX_EXPERTS);
     if (j->batch_size < 1 || j->num_samples < 0) FAIL("the batch size must be at least 1 and the sample count not negative");
+    /* the CLI checks its flags; a job built in code gets the same ranges here */
+    if (j->steps < 0 || j->up_steps < 0 || j->first_index < 0) FAIL("steps and the first index must not be negative");
+    if (!(j->eta >= 0 && j->eta <= 10)) FAIL("--eta: %g is not a number in [0, 10]", j->eta);
+    if (!isnan(j->scale) && !isfinite(j->scale)) FAIL("--scale: %g is not finite", j->scale);
+    if (!isfinite(j->cfg_scale)) FAIL("--cfg-scale: %g is not finite", j->cfg_scale);
+    if (j->eds_t_lo >= j->eds_t_hi) FAIL("--eds-t-range: empty range %d:%d", j->eds_t_lo, j->eds_t_hi);
+    for (int i = 0; i < j->n_classifiers; i++)
+        if (!j->classifiers[i].path || !(j->classifiers[i].t_lo < j->classifiers[i].t_hi))
+            FAIL("classifier %d: needs a path and a non-empty timestep range", i + 1);
     if (j->threads) gd_set_threads(j->threads);
     if (j->preset && apply_preset(p, err, errlen)) return -1;
     if (isnan(j->scale)) j->scale = 1.0;

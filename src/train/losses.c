@@ -1,5 +1,6 @@
 /* Training losses and their gradients w.r.t. the network output (see gd_train.h). Per-element
  * terms are computed in double. */
+#include "gd_tensor.h"
 #include "gd_train.h"
 
 #include <math.h>
@@ -84,14 +85,7 @@ double gd_ect_loss(int N, int K, const float *logits, const int32_t *y, double l
     double total = 0;
     for (int n = 0; n < N; n++) {
         const float *z = logits + (int64_t)n * K;
-        double m = z[0], s = 0, h = 0;
-        for (int c = 1; c < K; c++) m = z[c] > m ? z[c] : m;
-        for (int c = 0; c < K; c++) s += exp(z[c] - m);
-        double lse = m + log(s);
-        for (int c = 0; c < K; c++) {
-            double lp = z[c] - lse;
-            h -= exp(lp) * lp;
-        }
+        double lse, h = gd_logits_entropy(z, K, &lse);
         double l = -(z[y[n]] - lse) + lambda * (log((double)K) - h);
         if (per_sample) per_sample[n] = l;
         total += l;
