@@ -326,7 +326,26 @@ static void test_class_names(void) {
     cli_rmtree(d);
 }
 
+/* `--class 207` (an ImageNet id) at the default Fashion-MNIST model: the line must say what the
+ * model's classes are and where ImageNet classes come from, not only the valid range. */
+static void test_class_out_of_range(void) {
+    if (!cli_tool_available(TOOL)) return;
+    char d[512], args[1024];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(args, sizeof args, "--class 207 --steps 2 -o %s/g.png", d);
+    cli_result r = cli_run(TOOL, d, args);
+    CHECK(r.status == 2 && cli_count_lines(r.err) == 1, "exit %d, %s", r.status, r.err);
+    CHECK(strstr(r.err, "Fashion-MNIST") && strstr(r.err, "10 classes") && strstr(r.err, "0 T-shirt/top") &&
+              strstr(r.err, "9 Ankle boot") && strstr(r.err, "--preset imagenet256"),
+          "message: %s", r.err);
+    CHECK(cli_count_entries(d) == 0, "files left");
+    printf("    %s", r.err);
+    cli_run_free(&r);
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_sample_cli) = {
+    {"ddpm-sample: --class 207 on the default model names its 10 classes and the ImageNet preset", test_class_out_of_range},
     {"ddpm-sample: --class by name", test_class_names},
     {"sample_batch.sh: resumable shards merge to the direct run", test_sample_batch},
     {"ddpm-npz slice: a slice equals the run started at its first index", test_npz_slice},

@@ -52,13 +52,26 @@ static void unknown_class(const gd_class_names *cn, const char *tok, int K, char
                 tok, cn->n, cn->names[0], cn->names[1]);
 }
 
+/* An id the model does not have. A user who types an ImageNet id (`--class 207`) at the default
+ * Fashion-MNIST model needs to hear which classes there are and where ImageNet's live. */
+static void out_of_range(const gd_class_names *cn, const char *tok, int K, const char *who, char *err, size_t errlen) {
+    char list[1200] = "";
+    for (int k = 0; k < cn->n && k < K && k < 20; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%d %s", k ? ", " : "", k, cn->names[k]);
+    const char *imagenet = K < 1000 ? "; ImageNet's 1000 classes need an ImageNet model, e.g. --preset imagenet256 (see --list-presets)" : "";
+    if (list[0] && K <= 20)
+        gd_errf(err, errlen, "--class: '%s' is not a class of %s: it has %d classes (%s)%s", tok, who, K, list, imagenet);
+    else
+        gd_errf(err, errlen, "--class: '%s' is not a class of %s: give an id in [0, %d] or a class name%s", tok, who, K - 1, imagenet);
+}
+
 /* A class id from an id or a name; -1 with err. */
-static int class_id(const gd_class_names *cn, const char *tok, int K, char *err, size_t errlen) {
+static int class_id(const gd_class_names *cn, const char *tok, int K, const char *who, char *err, size_t errlen) {
     if (tok[0] >= '0' && tok[0] <= '9') {
         char *end;
         long v = strtol(tok, &end, 10);
         if (*end || v < 0 || v > K - 1) {
-            gd_errf(err, errlen, "--class: '%s' is not an integer in [0, %d]", tok, K - 1);
+            out_of_range(cn, tok, K, who, err, errlen);
             return -1;
         }
         return (int)v;
@@ -79,6 +92,7 @@ static int class_id(const gd_class_names *cn, const char *tok, int K, char *err,
 }
 
 static int parse_class_list(gd_pipeline *p, char *err, size_t errlen) {
+    const char *who = p->job.model || p->job.preset ? "this model" : "the default Fashion-MNIST model";
     char buf[16384];
     snprintf(buf, sizeof buf, "%s", p->job.classes);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -87,7 +101,7 @@ static int parse_class_list(gd_pipeline *p, char *err, size_t errlen) {
             gd_errf(err, errlen, "--class: at most %d classes in a list", GD_MAX_LABELS);
             return -1;
         }
-        if ((p->list[p->nlist++] = class_id(&p->cn, tok, p->K, err, errlen)) < 0) return -1;
+        if ((p->list[p->nlist++] = class_id(&p->cn, tok, p->K, who, err, errlen)) < 0) return -1;
     }
     if (!p->nlist) {
         gd_errf(err, errlen, "--class: empty list");
