@@ -42,13 +42,19 @@ typedef struct {
     const char *model_flags, *classifier_flags, *upsampler_flags;
     const char *base_npz;          /* upsample these images instead of sampling a base model */
     /* ---- sampler ---- */
-    const char *sampler;           /* "ddpm" or "ddim"; NULL: the preset's, else ddpm */
-    int steps;                     /* 0: default (250 ddpm, 25 ddim) */
+    const char *sampler;           /* ddpm, ddim, or an ODE solver: dpm++2m, dpm++3m, dpm++2s, unipc;
+                                      NULL: the preset's, else ddpm */
+    int steps;                     /* 0: default (250 ddpm, 25 ddim, 20 model evaluations for the ODE solvers) */
     const char *respacing;         /* guided-diffusion timestep_respacing; overrides steps */
     double eta;                    /* DDIM only */
     int clip;                      /* clip the x0 prediction to [-1, 1] (default 1) */
     const char *up_respacing;      /* the upsampler's respacing (default "250") */
     int up_steps;
+    /* ---- the ODE solvers (fast-solvers.md): steps counts model evaluations, no respacing ---- */
+    const char *time_schedule;     /* uniform, logsnr or quadratic; NULL: logsnr up to 64x64, else uniform */
+    const char *thresholding;      /* dynamic thresholding "RATIO[:MAX]" of the guided x0 (NULL: none; clip applies) */
+    int order;                     /* UniPC's order, 1..3 (0: 2) */
+    const char *unipc_variant;     /* bh1 or bh2 (NULL: bh2) */
     /* ---- guidance ---- */
     const char *guidance;          /* none, classifier, entropy, cfg or a comma list; NULL: preset's or none */
     double scale;                  /* classifier scale; NaN: the preset's, else 1 */

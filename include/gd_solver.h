@@ -56,6 +56,8 @@ typedef struct {
     gd_noise *noise;        /* draw 0 only: x_T */
     /* optional: after each outer step, with the steps done, their total and the step's x0 */
     void (*on_step)(void *user, int done, int total, const float *x0);
+    /* optional: x after outer step `done` (tests compare whole trajectories) */
+    void (*on_x)(void *user, int done, const float *x);
     void *user;
 } gd_solver_params;
 

@@ -55,29 +55,51 @@ void gd_vp_schedule_free(gd_vp_schedule *s) {
     s->n = 0;
 }
 
-/* torch.linspace for float32: the first half counts up from start, the second down from end. */
+/* One element of torch's float32 linspace: counted up from start in the first half, down from end
+ * in the second, each a fused multiply-add (the AVX2 kernel's scalar lambda is contracted). */
+static float linspace_at(float start, float end, float step, int steps, int i) {
+    return i < steps / 2 ? fmaf(step, (float)i, start) : fmaf(-step, (float)(steps - i - 1), end);
+}
+
+/* torch.linspace for float32 exactly as its CPU kernel computes it (ATen RangeFactoriesKernel, the
+ * AVX2 build the fixtures' reference ran on): blocks of 16 are two 8-lane vectors, each
+ * base + j*step (not fused) from a base element; the rest element by element. A plain
+ * start + i*step differs by an ulp in places, and the networks see these t. Checked against
+ * torch for 7..1001 points. */
 void gd_vp_linspace(float start, float end, int steps, float *out) {
     if (steps == 1) {
         out[0] = start;
         return;
     }
     const float step = (end - start) / (float)(steps - 1);
-    const int half = steps / 2;
-    for (int i = 0; i < steps; i++) out[i] = i < half ? start + step * (float)i : end - step * (float)(steps - i - 1);
+    int i = 0;
+    for (; i + 16 <= steps; i += 16)
+        for (int v = i; v < i + 16; v += 8) {
+            const float base = linspace_at(start, end, step, steps, v);
+            out[v] = base;
+            out[v + 1] = base + step;
+            for (int j = 2; j < 8; j++) {
+                const float jstep = (float)j * step;
+                out[v + j] = base + jstep;
+            }
+        }
+    for (; i < steps; i++) out[i] = linspace_at(start, end, step, steps, i);
 }
 
 /* dpm-solver's interpolate_fn: piecewise linear through ascending knots xp, the outer segments
  * extended (no clamping). */
 static float interp(float x, const float *xp, const float *yp, int n) {
-    int p = 0; /* knots strictly below x */
+    /* p = knots at or below x: at a knot the segment starting there (the value is the knot's),
+     * the last knot on the last segment; the reference's unstable sort may pick either side,
+     * which differs by 1 ulp of log alpha */
     int lo = 0, hi = n;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (xp[mid] < x) lo = mid + 1;
+        if (xp[mid] <= x) lo = mid + 1;
         else hi = mid;
     }
-    p = lo;
-    int k = p == 0 ? 0 : p == n ? n - 2 : p - 1;
+    const int p = lo;
+    const int k = p == 0 ? 0 : p >= n ? n - 2 : p - 1;
     const float sx = xp[k], ex = xp[k + 1], sy = yp[k], ey = yp[k + 1];
     return sy + (x - sx) * (ey - sy) / (ex - sx);
 }

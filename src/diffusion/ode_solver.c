@@ -145,32 +145,39 @@ static void dpmpp_multistep(gd_solver *s, float *x, float t, int k, int nh) {
 
 /* ---- UniPC ---- */
 
-/* Solves the k x k system A r = b in place (Gaussian elimination with partial pivoting, float32
- * as the reference's torch.linalg.solve on float32 tensors). */
-static void solve_small(float A[3][3], float *b, int k) {
+/* Solves the k x k system A r = b in place (Gaussian elimination with partial pivoting) in double:
+ * the reference's float32 LAPACK solve is itself off the exact rho by cond(R) ulps, and the
+ * correctly rounded rho lands closer to it than a float32 elimination in another order. */
+static void solve_small(float Af[3][3], float *bf, int k) {
+    double A[3][3], b[3];
+    for (int r = 0; r < k; r++) {
+        for (int c = 0; c < k; c++) A[r][c] = Af[r][c];
+        b[r] = bf[r];
+    }
     for (int c = 0; c < k; c++) {
         int piv = c;
         for (int r = c + 1; r < k; r++)
-            if (fabsf(A[r][c]) > fabsf(A[piv][c])) piv = r;
+            if (fabs(A[r][c]) > fabs(A[piv][c])) piv = r;
         if (piv != c) {
             for (int j = 0; j < k; j++) {
-                float t = A[c][j];
+                double t = A[c][j];
                 A[c][j] = A[piv][j], A[piv][j] = t;
             }
-            float t = b[c];
+            double t = b[c];
             b[c] = b[piv], b[piv] = t;
         }
         for (int r = c + 1; r < k; r++) {
-            const float f = A[r][c] / A[c][c];
+            const double f = A[r][c] / A[c][c];
             for (int j = c; j < k; j++) A[r][j] -= f * A[c][j];
             b[r] -= f * b[c];
         }
     }
     for (int c = k - 1; c >= 0; c--) {
-        float v = b[c];
+        double v = b[c];
         for (int j = c + 1; j < k; j++) v -= A[c][j] * b[j];
         b[c] = v / A[c][c];
     }
+    for (int r = 0; r < k; r++) bf[r] = (float)b[r];
 }
 
 /* UniP (and UniC when corrector) from the newest history entry to t with order k. The corrector's
@@ -400,6 +407,7 @@ static int run_multistep(gd_solver *s, float *x, char *err, size_t errlen) {
             if (i < S && model_x0(s, x, t, push_slot(s, &nh, t), err, errlen)) return -1;
         }
         if (s->p.on_step) s->p.on_step(s->p.user, i, S, s->hist[nh - 1]);
+        if (s->p.on_x) s->p.on_x(s->p.user, i, x);
     }
     return 0;
 }
@@ -414,6 +422,7 @@ int gd_solver_run(gd_solver *s, float *x, char *err, size_t errlen) {
     for (int k = 0; k < s->outer; k++) {
         if (dpmpp_2s_step(s, x, s->grid[k], s->grid[k + 1], s->orders[k], err, errlen)) return -1;
         if (s->p.on_step) s->p.on_step(s->p.user, k + 1, s->outer, s->hist[0]);
+        if (s->p.on_x) s->p.on_x(s->p.user, k + 1, x);
     }
     return 0;
 }

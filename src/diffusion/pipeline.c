@@ -37,9 +37,65 @@ static int set_guidance(gd_pipeline *p, const char *guidance, char *err, size_t 
 }
 
 static int set_sampler(gd_pipeline *p, const char *sampler, char *err, size_t errlen) {
-    if (!strcmp(sampler, "ddim")) p->ddim = 1;
-    else if (!strcmp(sampler, "ddpm")) p->ddim = 0;
-    else FAIL("--sampler: '%s' is not ddpm or ddim", sampler);
+    static const struct {
+        const char *name;
+        int ddim, ode;
+        gd_solver_kind kind;
+    } known[] = {{"ddpm", 0, 0, 0},
+                 {"ddim", 1, 0, 0},
+                 {"dpm++2m", 0, 1, GD_SOLVER_DPMPP_2M},
+                 {"dpm++3m", 0, 1, GD_SOLVER_DPMPP_3M},
+                 {"dpm++2s", 0, 1, GD_SOLVER_DPMPP_2S},
+                 {"unipc", 0, 1, GD_SOLVER_UNIPC}};
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+        if (!strcmp(sampler, known[i].name)) {
+            p->ddim = known[i].ddim, p->ode = known[i].ode, p->ode_kind = known[i].kind;
+            p->sampler_name = known[i].name;
+            return 0;
+        }
+    FAIL("--sampler: '%s' is not ddpm, ddim, dpm++2m, dpm++3m, dpm++2s or unipc", sampler);
+}
+
+/* The ODE solvers' settings; they have no respacing (their own time grid replaces it). */
+static int resolve_ode(gd_pipeline *p, char *err, size_t errlen) {
+    gd_job *j = &p->job;
+    if (!p->ode) {
+        if (j->time_schedule || j->thresholding || j->order || j->unipc_variant)
+            FAIL("--time-schedule, --thresholding, --order and --unipc-variant apply to the ODE solvers (--sampler dpm++2m, dpm++3m, dpm++2s, unipc)");
+        return 0;
+    }
+    if (j->respacing) FAIL("--respacing: the ODE solvers take --steps (model evaluations) and their own --time-schedule, not a respacing");
+    if (j->eta != 0) FAIL("--eta applies to --sampler ddim only");
+    if (j->steps > 100000) FAIL("--steps: %d model evaluations is more than 100000", j->steps);
+    p->ode_steps = j->steps ? j->steps : 20;
+    const char *ts = j->time_schedule;
+    if (!ts) p->tsched = p->mc && p->mc->image_size > 64 ? GD_TIME_UNIFORM : GD_TIME_LOGSNR;
+    else if (!strcmp(ts, "uniform")) p->tsched = GD_TIME_UNIFORM;
+    else if (!strcmp(ts, "logsnr")) p->tsched = GD_TIME_LOGSNR;
+    else if (!strcmp(ts, "quadratic")) p->tsched = GD_TIME_QUADRATIC;
+    else FAIL("--time-schedule: '%s' is not uniform, logsnr or quadratic", ts);
+    if (j->order && p->ode_kind != GD_SOLVER_UNIPC) FAIL("--order applies to --sampler unipc (dpm++2m/3m/2s name their order)");
+    if (j->order < 0 || j->order > 3) FAIL("--order: %d is not 1, 2 or 3", j->order);
+    p->order = p->ode_kind == GD_SOLVER_UNIPC ? (j->order ? j->order : 2) : p->ode_kind == GD_SOLVER_DPMPP_3M ? 3 : 2;
+    if (j->unipc_variant && p->ode_kind != GD_SOLVER_UNIPC) FAIL("--unipc-variant applies to --sampler unipc");
+    if (j->unipc_variant && strcmp(j->unipc_variant, "bh1") && strcmp(j->unipc_variant, "bh2"))
+        FAIL("--unipc-variant: '%s' is not bh1 or bh2", j->unipc_variant);
+    p->bh1 = j->unipc_variant && !strcmp(j->unipc_variant, "bh1");
+    if (p->ode_kind != GD_SOLVER_DPMPP_2S && p->ode_steps < p->order)
+        FAIL("--steps %d: an order-%d multistep solver needs at least %d model evaluations", p->ode_steps, p->order, p->order);
+    p->ode_outer = p->ode_kind == GD_SOLVER_DPMPP_2S ? (p->ode_steps + 1) / 2 : p->ode_steps;
+    if (j->thresholding) {
+        char *end;
+        p->thr_ratio = strtod(j->thresholding, &end), p->thr_max = 1.0;
+        if (end != j->thresholding && *end == ':') {
+            const char *m = end + 1;
+            p->thr_max = strtod(m, &end);
+            if (end == m) end = (char *)"x";
+        }
+        if (end == j->thresholding || *end || !(p->thr_ratio > 0 && p->thr_ratio <= 1) || !(p->thr_max > 0 && p->thr_max < 1e6))
+            FAIL("--thresholding: '%s' is not RATIO[:MAX] with RATIO in (0, 1] and MAX > 0 (e.g. 0.995 or 0.995:1)", j->thresholding);
+        p->thresholding = 1;
+    }
     return 0;
 }
 
@@ -242,8 +298,12 @@ gd_pipeline *gd_pipeline_new(const gd_job *job, char *err, size_t errlen) {
     p->N = j->num_samples;
     p->B = j->batch_size < p->N ? j->batch_size : p->N;
     if (gd_pipeline_labels(p, err, errlen)) goto fail;
-    if (p->mc && !(p->diff = make_diffusion(p->mc, j->respacing, j->steps ? j->steps : p->ddim ? 25 : 250, p->ddim, p->resp,
-                                            sizeof p->resp, err, errlen)))
+    if (resolve_ode(p, err, errlen)) goto fail;
+    if (p->mc && p->ode) { /* the solvers run on the full schedule */
+        snprintf(p->resp, sizeof p->resp, "%d NFE", p->ode_steps);
+        if (!(p->diff = gd_diffusion_new(p->mc->noise_schedule, p->mc->diffusion_steps, "", err, errlen))) goto fail;
+    } else if (p->mc && !(p->diff = make_diffusion(p->mc, j->respacing, j->steps ? j->steps : p->ddim ? 25 : 250, p->ddim,
+                                                   p->resp, sizeof p->resp, err, errlen)))
         goto fail;
     if (p->up && !(p->up_diff = make_diffusion(p->uc, j->up_respacing, j->up_steps ? j->up_steps : 250, 0, p->up_resp,
                                                sizeof p->up_resp, err, errlen)))
@@ -261,7 +321,7 @@ int gd_pipeline_run(gd_pipeline *p, gd_result *r, char *err, size_t errlen) {
     r->n = N, r->h = r->w = oc->image_size, r->c = oc->in_channels;
     r->seed = p->job.seed;
     r->batches = nb;
-    r->base_steps = p->diff ? p->diff->K : 0;
+    r->base_steps = p->ode ? p->ode_outer : p->diff ? p->diff->K : 0;
     r->up_steps = p->up_diff ? p->up_diff->K : 0;
     r->steps_total = nb * (r->base_steps + r->up_steps);
     r->images = malloc((size_t)N * r->h * r->w * r->c);
@@ -274,7 +334,7 @@ int gd_pipeline_run(gd_pipeline *p, gd_result *r, char *err, size_t errlen) {
             r->base_images = dst = malloc((size_t)N * mc->in_channels * mc->image_size * mc->image_size);
             if (!dst) FAIL("out of memory for %d samples", N);
         }
-        sb = (gd_stage){.model = p->model, .diff = p->diff, .ddim = p->ddim, .clip = p->job.clip, .is_base = 1,
+        sb = (gd_stage){.model = p->model, .diff = p->diff, .ddim = p->ddim, .ode = p->ode, .clip = p->job.clip, .is_base = 1,
                         .rng_torch = p->job.rng_torch, .total = r->steps_total};
         if (gd_stage_run(p, &sb, dst, err, errlen)) return -1;
     }

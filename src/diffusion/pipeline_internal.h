@@ -4,6 +4,7 @@
 #include "gd_diffusion.h"
 #include "gd_model.h"
 #include "gd_pipeline.h"
+#include "gd_solver.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -38,6 +39,12 @@ struct gd_pipeline {
     gd_job job;                  /* resolved: the preset and defaults filled in */
     gd_preset ps;
     int ddim, use_classifier, use_entropy, use_cfg;
+    int ode;                     /* an ODE solver runs the base stage (ode_kind), steps = model evaluations */
+    gd_solver_kind ode_kind;
+    gd_time_schedule tsched;
+    int ode_steps, ode_outer, order, bh1, thresholding;
+    double thr_ratio, thr_max;
+    const char *sampler_name;
     int preset_model, preset_classifier; /* files the preset chose (its expectations apply) */
     char model_path[PATH_MAX + 200], cls_path[GD_MAX_EXPERTS][PATH_MAX + 200], up_path[PATH_MAX + 200];
     gd_model *model, *up, *cls[GD_MAX_EXPERTS];
@@ -61,6 +68,7 @@ typedef struct {
     gd_model *model;
     gd_diffusion *diff;
     int ddim, clip, is_base; /* is_base: the base model, where guidance and --uncond apply */
+    int ode;                 /* the pipeline's ODE solver instead of DDPM/DDIM (diff: the full schedule) */
     /* superres: the base images, NHWC uint8, sample i conditioned on image i % low_count */
     const uint8_t *low_nhwc;
     int low_count;

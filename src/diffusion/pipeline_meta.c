@@ -30,6 +30,11 @@ static int class_line(const gd_pipeline *p, char *line, size_t n, int *shown_out
     return distinct;
 }
 
+static const char *ode_grid_name(const gd_pipeline *p) {
+    static const char *names[] = {"uniform", "logsnr", "quadratic"};
+    return names[p->tsched];
+}
+
 static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
     const gd_config *mc = p->mc, *uc = p->uc;
     if (p->ps.js) fprintf(f, "%s: preset %s: %s\n", pre, p->ps.name, p->ps.description ? p->ps.description : "");
@@ -41,8 +46,9 @@ static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
         fprintf(f, "%s: class %d\n", pre, p->list[0]);
     }
     if (mc)
-        fprintf(f, "%s: seed %llu, %d samples, %s %s (%d steps), guidance %s%s%s%s\n", pre, (unsigned long long)p->job.seed,
-                p->N, p->ddim ? "ddim" : "ddpm", p->resp, p->diff->K, p->use_classifier || p->use_cfg ? "" : "none",
+        fprintf(f, "%s: seed %llu, %d samples, %s %s (%d steps%s%s), guidance %s%s%s%s\n", pre, (unsigned long long)p->job.seed,
+                p->N, p->ode ? p->sampler_name : p->ddim ? "ddim" : "ddpm", p->resp, p->ode ? p->ode_outer : p->diff->K,
+                p->ode ? ", " : "", p->ode ? ode_grid_name(p) : "", p->use_classifier || p->use_cfg ? "" : "none",
                 p->use_entropy ? "entropy" : p->use_classifier ? "classifier" : "", p->use_classifier && p->use_cfg ? "+" : "",
                 p->use_cfg ? "cfg" : "");
     if (p->up)
@@ -101,10 +107,24 @@ char *gd_pipeline_metadata(const gd_pipeline *p) {
         cJSON *ca = cJSON_AddArrayToObject(js, "classifiers");
         for (int i = 0; p->use_classifier && i < j->n_classifiers; i++)
             cJSON_AddItemToArray(ca, cJSON_CreateString(j->classifiers[i].path));
-        cJSON_AddStringToObject(js, "sampler", p->ddim ? "ddim" : "ddpm");
-        cJSON_AddStringToObject(js, "respacing", p->resp);
-        cJSON_AddNumberToObject(js, "steps", p->diff->K);
-        cJSON_AddNumberToObject(js, "eta", j->eta);
+        cJSON_AddStringToObject(js, "sampler", p->ode ? p->sampler_name : p->ddim ? "ddim" : "ddpm");
+        if (p->ode) { /* the solver's settings instead of a respacing */
+            cJSON_AddNumberToObject(js, "nfe", p->ode_steps);
+            cJSON_AddNumberToObject(js, "steps", p->ode_outer);
+            cJSON_AddStringToObject(js, "time_schedule", ode_grid_name(p));
+            if (p->ode_kind == GD_SOLVER_UNIPC) {
+                cJSON_AddNumberToObject(js, "order", p->order);
+                cJSON_AddStringToObject(js, "unipc_variant", p->bh1 ? "bh1" : "bh2");
+            }
+            if (p->thresholding) {
+                cJSON_AddNumberToObject(js, "thresholding_ratio", p->thr_ratio);
+                cJSON_AddNumberToObject(js, "thresholding_max", p->thr_max);
+            }
+        } else {
+            cJSON_AddStringToObject(js, "respacing", p->resp);
+            cJSON_AddNumberToObject(js, "steps", p->diff->K);
+            cJSON_AddNumberToObject(js, "eta", j->eta);
+        }
     } else {
         cJSON_AddStringToObject(js, "base_npz", j->base_npz);
     }

@@ -21,12 +21,14 @@ typedef struct {
     gd_classifier_guidance guide[GD_MAX_EXPERTS];
     gd_rng_noise noise;
     gd_sampler *smp;
+    gd_solver *sol;              /* instead of smp for the ODE solvers */
     int32_t *y;                  /* [2B]: the labels, then the null label (classifier-free half) */
     int B, n_cls;
 } plan;
 
 static void plan_free(plan *pl) {
     gd_sampler_free(pl->smp);
+    gd_solver_free(pl->sol);
     gd_cfg_denoiser_free(&pl->cfg);
     gd_net_denoiser_free(&pl->den);
     gd_rng_noise_free(&pl->noise);
@@ -99,6 +101,16 @@ static int plan_new(gd_pipeline *p, gd_stage *st, plan *pl, int B, step_ctx *sc,
         gd_errf(err, errlen, "out of memory");
         return -1;
     }
+    if (st->ode) {
+        gd_solver_params op = {.alphas_cumprod = st->diff->alphas_cumprod, .T = st->diff->T, .kind = p->ode_kind,
+                               .order = p->order, .unipc_bh1 = p->bh1, .steps = p->ode_steps, .time_schedule = p->tsched,
+                               .lower_order_final = 1,
+                               .correct = p->thresholding ? GD_X0_DYNAMIC : st->clip ? GD_X0_CLIP : GD_X0_NONE,
+                               .thr_ratio = p->thr_ratio, .thr_max = p->thr_max, .N = B, .C = C, .H = S, .W = S,
+                               .model = model, .guidance = chain, .y = pl->y, .noise = &pl->noise.base,
+                               .on_step = on_step, .user = sc};
+        return (pl->sol = gd_solver_new(&op, err, errlen)) ? 0 : -1;
+    }
     gd_sampler_params sp = {.diffusion = st->diff,
                             .var_type = mc->learn_sigma ? GD_VAR_LEARNED_RANGE
                                         : mc->sigma_small ? GD_VAR_FIXED_SMALL
@@ -161,7 +173,7 @@ int gd_stage_run(gd_pipeline *p, gd_stage *st, uint8_t *images, char *err, size_
         if (pl.den.low_res) fill_low_res(st, &pl, n0, nbat);
         sc.first = p->job.first_index + n0;
         sc.n = nbat;
-        if (gd_sampler_run(pl.smp, x, err, errlen)) goto out;
+        if (pl.sol ? gd_solver_run(pl.sol, x, err, errlen) : gd_sampler_run(pl.smp, x, err, errlen)) goto out;
         if (st->rng_torch) torch_gen = pl.noise.gens[0];
         gd_to_uint8(x, nkeep, C, S, S, images + (size_t)n0 * per);
         st->t_sample += gd_time_now() - t0;

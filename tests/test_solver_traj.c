@@ -1,0 +1,232 @@
+/* ODE solver parity with the project's PyTorch reference (tests/reference/solvers.py, written from
+ * fast-solvers.md): the committed fixture networks, the same x_T and labels, every solver x
+ * {none, classifier, entropy, cfg}, clipping or dynamic thresholding; every outer step's x and every
+ * network timestep compared. And EDS's per-sample scale against its formula at every evaluation. */
+#include "gd_guidance.h"
+#include "gd_safetensors.h"
+#include "gd_solver.h"
+#include "test.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The final error allowed: 1e-4 of max|x|, or, where the reference's own float32-vs-float64 run
+ * moves the result further (a logSNR grid carries the float32 error of lambda(t_end), spec §11),
+ * twice that movement. */
+#define SOLVER_TOL 1e-4
+
+typedef struct {
+    gd_noise base;
+    const gd_st_tensor *x_T;
+} xT_noise;
+
+static int xT_fill(gd_noise *self, int draw, float *out) {
+    const gd_st_tensor *t = ((xT_noise *)self)->x_T;
+    if (draw) return -1;
+    memcpy(out, t->data, (size_t)t->nbytes);
+    return 0;
+}
+
+/* Checks EDS's scale at every evaluation: runs after the classifier term in the chain, recomputes
+ * the logits with its own forward pass and the entropy in double. */
+typedef struct {
+    gd_guidance base;
+    gd_classifier_guidance *cg;
+    gd_net *net;
+    double worst;
+    int checked;
+} eds_probe;
+
+static int probe_add(gd_guidance *self, const gd_step *st, float *g, char *err, size_t errlen) {
+    eds_probe *pr = (eds_probe *)self;
+    const int N = st->N, per = st->C * st->H * st->W, K = pr->cg->K;
+    memcpy(gd_net_x(pr->net), st->x, sizeof(float) * (size_t)N * per);
+    for (int n = 0; n < N; n++) gd_net_t(pr->net)[n] = (float)st->t;
+    if (gd_net_forward(pr->net, err, errlen)) return -1;
+    const float *z = gd_net_output(pr->net)->data;
+    for (int n = 0; n < N; n++) {
+        double m = -INFINITY, sum = 0, h = 0;
+        for (int k = 0; k < K; k++) m = z[n * K + k] > m ? z[n * K + k] : m;
+        for (int k = 0; k < K; k++) sum += exp(z[n * K + k] - m);
+        for (int k = 0; k < K; k++) {
+            const double p = exp(z[n * K + k] - m) / sum;
+            if (p > 0) h -= p * log(p);
+        }
+        const double want = pr->cg->scale * log((double)K) / h, got = pr->cg->last_scale[n];
+        const double rel = fabs(got - want) / want;
+        if (rel > pr->worst) pr->worst = rel;
+        pr->checked++;
+    }
+    return 0;
+}
+
+typedef struct {
+    const float *traj;
+    int64_t n;
+    double worst_step;
+} traj_ctx;
+
+static double rel_err(const float *a, const float *ref, int64_t n) {
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float r;
+        memcpy(&r, ref + i, 4);
+        const double d = fabs((double)a[i] - r);
+        if (!(d <= md)) md = d;
+        if (fabs(r) > mr) mr = fabs(r);
+    }
+    return md / (mr > 0 ? mr : 1);
+}
+
+static void on_x(void *user, int done, const float *x) {
+    traj_ctx *c = user;
+    const double e = rel_err(x, c->traj + (int64_t)done * c->n, c->n);
+    if (!(e <= c->worst_step)) c->worst_step = e;
+}
+
+static int kind_of(const char *s, gd_solver_kind *k) {
+    if (!strcmp(s, "dpm++2m")) *k = GD_SOLVER_DPMPP_2M;
+    else if (!strcmp(s, "dpm++3m")) *k = GD_SOLVER_DPMPP_3M;
+    else if (!strcmp(s, "dpm++2s")) *k = GD_SOLVER_DPMPP_2S;
+    else if (!strcmp(s, "unipc")) *k = GD_SOLVER_UNIPC;
+    else return -1;
+    return 0;
+}
+
+static const char *jstr(const cJSON *c, const char *k) {
+    const cJSON *v = cJSON_GetObjectItem(c, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+static double jnum(const cJSON *c, const char *k) { return cJSON_GetNumberValue(cJSON_GetObjectItem(c, k)); }
+
+static void solver_case(const char *file, int *n_eds) {
+    char path[512], err[512];
+    snprintf(path, sizeof path, "tests/fixtures/%s", file);
+    gd_st_file *f = gd_st_open(path, err, sizeof err);
+    CHECK(f != NULL, "%s", err);
+    if (!f) return;
+    cJSON *c = cJSON_Parse(gd_st_metadata(f, "case"));
+    const char *name = jstr(c, "name");
+    int use_cls = 0, use_eds = 0, use_cfg = 0;
+    const cJSON *g;
+    cJSON_ArrayForEach(g, cJSON_GetObjectItem(c, "guidance")) {
+        use_cls |= !strcmp(g->valuestring, "classifier") || !strcmp(g->valuestring, "entropy");
+        use_eds |= !strcmp(g->valuestring, "entropy");
+        use_cfg |= !strcmp(g->valuestring, "cfg");
+    }
+    gd_solver_kind kind = GD_SOLVER_DPMPP_2M;
+    CHECK(kind_of(jstr(c, "solver"), &kind) == 0, "%s: solver '%s'", name, jstr(c, "solver"));
+    gd_diffusion *d = gd_diffusion_new(jstr(c, "noise_schedule"), (int)jnum(c, "diffusion_steps"), "", err, sizeof err);
+    snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", jstr(c, "model"));
+    gd_model *um = gd_model_load(path, NULL, err, sizeof err), *cm = NULL;
+    if (use_cls) {
+        snprintf(path, sizeof path, "tests/fixtures/%s.safetensors", jstr(c, "classifier"));
+        cm = gd_model_load(path, NULL, err, sizeof err);
+    }
+    const gd_st_tensor *xT = gd_st_find(f, "x_T"), *yt = gd_st_find(f, "y"), *traj = gd_st_find(f, "traj"),
+                       *fin = gd_st_find(f, "final"), *f64 = gd_st_find(f, "final64"), *tin = gd_st_find(f, "t_in");
+    CHECK(d && um && (!use_cls || cm) && xT && yt && traj && fin && f64 && tin, "%s: fixture or models incomplete", name);
+    if (!d || !um || (use_cls && !cm) || !xT || !yt || !traj || !fin || !f64 || !tin) goto out;
+    const int N = (int)xT->shape[0], C = (int)xT->shape[1], H = (int)xT->shape[2], W = (int)xT->shape[3];
+    int32_t y[8], y2[16];
+    for (int i = 0; i < N && i < 8; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)yt->data + 8 * i, 8);
+        y[i] = y2[i] = (int32_t)v, y2[N + i] = (int32_t)jnum(c, "null_label");
+    }
+    gd_net_denoiser den;
+    gd_cfg_denoiser cfgd = {0};
+    gd_classifier_guidance cg = {0};
+    eds_probe probe = {0};
+    CHECK(gd_net_denoiser_init(&den, um, use_cfg ? 2 * N : N, y2, NULL, err, sizeof err) == 0, "%s: %s", name, err);
+    if (use_cfg)
+        CHECK(gd_cfg_denoiser_init(&cfgd, &den.base, N, C * H * W, (float)jnum(c, "cfg_scale"), err, sizeof err) == 0, "%s", err);
+    if (use_cls) {
+        CHECK(gd_classifier_guidance_init(&cg, cm, N, (float)jnum(c, "scale"), use_eds, NULL, err, sizeof err) == 0, "%s", err);
+        if (use_eds) {
+            probe.base.add = probe_add;
+            probe.cg = &cg;
+            probe.net = gd_net_new(cm, N, 0, err, sizeof err);
+            cg.base.next = &probe.base;
+        }
+    }
+    const char *corr = jstr(c, "correct"), *ts = jstr(c, "time_schedule");
+    traj_ctx tc = {(const float *)traj->data, (int64_t)N * C * H * W, 0};
+    gd_solver_params p = {.alphas_cumprod = d->alphas_cumprod, .T = d->T, .kind = kind, .order = (int)jnum(c, "order"),
+                          .unipc_bh1 = !strcmp(jstr(c, "variant"), "bh1"), .steps = (int)jnum(c, "steps"),
+                          .time_schedule = !strcmp(ts, "logsnr") ? GD_TIME_LOGSNR : !strcmp(ts, "quadratic") ? GD_TIME_QUADRATIC : GD_TIME_UNIFORM,
+                          .lower_order_final = cJSON_IsTrue(cJSON_GetObjectItem(c, "lower_order_final")),
+                          .correct = !strcmp(corr, "clip") ? GD_X0_CLIP : !strcmp(corr, "dynamic") ? GD_X0_DYNAMIC : GD_X0_NONE,
+                          .thr_ratio = jnum(c, "thr_ratio"), .thr_max = jnum(c, "thr_max"), .N = N, .C = C, .H = H, .W = W,
+                          .model = use_cfg ? &cfgd.base : &den.base, .guidance = use_cls ? &cg.base : NULL, .y = y,
+                          .on_x = on_x, .user = &tc};
+    xT_noise z = {{xT_fill}, xT};
+    p.noise = &z.base;
+    gd_solver *s = gd_solver_new(&p, err, sizeof err);
+    CHECK(s != NULL, "%s: %s", name, err);
+    float *x = malloc(sizeof(float) * (size_t)tc.n);
+    if (s && x && gd_solver_run(s, x, err, sizeof err) == 0) {
+        const int nfe = gd_solver_nfe(s), K = gd_solver_outer_steps(s);
+        CHECK(nfe == (int)tin->shape[0] && K + 1 == (int)traj->shape[0], "%s: %d evaluations, %d steps; reference %lld, %lld",
+              name, nfe, K, (long long)tin->shape[0], (long long)traj->shape[0] - 1);
+        double wt = 0;
+        for (int i = 0; i < nfe && i < (int)tin->shape[0]; i++) {
+            float r;
+            memcpy(&r, (const char *)tin->data + 4 * i, 4);
+            const double dt = fabs(gd_solver_eval_t(s, i) - r);
+            if (!(dt <= wt)) wt = dt;
+        }
+        const double ef = rel_err(x, fin->data, tc.n), e64 = rel_err(fin->data, f64->data, tc.n);
+        const double tol = 2 * e64 > SOLVER_TOL ? 2 * e64 : SOLVER_TOL;
+        printf("    %-24s NFE %2d  t_in %.1e  worst step %.2e  final %.2e  (ref f32 vs f64 %.1e, tol %.0e)\n", name, nfe, wt,
+               tc.worst_step, ef, e64, tol);
+        CHECK(wt <= 2e-3, "%s: network timesteps differ by %.2e", name, wt);
+        CHECK(ef <= tol && tc.worst_step <= tol, "%s: final %.3e, worst step %.3e > %.0e", name, ef, tc.worst_step, tol);
+    } else {
+        CHECK(0, "%s: run failed: %s", name, err);
+    }
+    if (use_eds) {
+        CHECK(probe.checked == N * gd_solver_nfe(s), "%s: EDS scale checked %d times", name, probe.checked);
+        CHECK(probe.worst <= 1e-9, "%s: EDS scale off its formula by %.2e (relative)", name, probe.worst);
+        *n_eds += probe.checked;
+    }
+    free(x);
+    gd_solver_free(s);
+    gd_net_free(probe.net);
+    if (use_cls) gd_classifier_guidance_free(&cg);
+    gd_cfg_denoiser_free(&cfgd);
+    gd_net_denoiser_free(&den);
+out:
+    gd_model_free(um);
+    gd_model_free(cm);
+    gd_diffusion_free(d);
+    cJSON_Delete(c);
+    gd_st_close(f);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void test_solver_traj(void) {
+    DIR *dir = opendir("tests/fixtures");
+    CHECK(dir != NULL, "tests/fixtures");
+    if (!dir) return;
+    char *files[64];
+    int n = 0, n_eds = 0;
+    for (struct dirent *e; (e = readdir(dir)) && n < 64;)
+        if (!strncmp(e->d_name, "solver_", 7) && strstr(e->d_name, ".safetensors")) files[n++] = strdup(e->d_name);
+    closedir(dir);
+    qsort(files, (size_t)n, sizeof *files, by_name);
+    CHECK(n >= 20, "only %d solver fixtures", n);
+    for (int i = 0; i < n; i++) {
+        solver_case(files[i], &n_eds);
+        free(files[i]);
+    }
+    printf("    %d fixtures; EDS scale = s log K / H checked at %d (sample, evaluation) pairs\n", n, n_eds);
+}
+
+GD_TEST_TABLE(gd_tests_solver_traj) = {
+    {"solvers: trajectories match the PyTorch reference (every solver x guidance, clip/thresholding)", test_solver_traj},
+    {NULL, NULL},
+};
