@@ -1,5 +1,7 @@
 /* What the command-line tools share: one-line errors that exit with status 2 and take back the
- * outputs written so far, strict parsing of numeric flags, and flag tables (src/cli/cli_flags.c). */
+ * outputs written so far, the files a run reads and writes (an output is never an input, and a run
+ * leaves all of its outputs or none), strict parsing of numeric flags, and flag tables
+ * (src/cli/cli_flags.c). */
 #ifndef GD_CLI_H
 #define GD_CLI_H
 
@@ -14,9 +16,31 @@ void gd_cli_set_program(const char *name);
 void gd_cli_remove_on_error(const char *path);
 
 /* Prints "PROGRAM: MESSAGE" as exactly one line (newline, CR and tab become spaces; other control
- * characters, e.g. from names read out of files, '?') after flushing stdout, removes the registered
- * outputs, exits with status 2. */
+ * characters, e.g. from names read out of files, '?'; an output's temporary name reads as the
+ * output's) after flushing stdout, removes the registered outputs, exits with status 2. */
 _Noreturn void gd_cli_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- the files a run reads and writes (src/cli/cli_common.c) ----
+ * A tool names every file it reads (gd_cli_input) and writes (gd_cli_output) before any work and
+ * then calls gd_cli_check_files, which refuses (gd_cli_die, status 2) an output that is a directory
+ * or the same file as an input or as another output: the same device and inode where the file
+ * exists (so also a symlink or hard link to it), else the same absolute path with the directory's
+ * symlinks resolved ("./X" is "X"). It also removes what killed runs left for these outputs:
+ * temporaries of gd_atomic_open's naming whose process is gone (gd_atomic_remove_stale).
+ * Each output is written under the temporary name gd_cli_output returns, and gd_cli_commit renames
+ * them all onto their names at the end, so a run leaves all of its outputs or none: gd_cli_die
+ * before the commit removes them. Labels ("--model", "'in.npz'") name a file in the messages
+ * ("output 'X' is also the input --model"); label and path are copied; a NULL path is ignored. */
+void gd_cli_input(const char *label, const char *path);
+const char *gd_cli_output(const char *label, const char *path);
+/* Outputs known before the run only by a pattern (fnmatch(3) glob, e.g. ddpm-sample's
+ * "sample_*.png" in --save-each DIR): gd_cli_check_files refuses an input or output of that name in
+ * dir, and removes the stale temporaries of such names; the files themselves are then registered
+ * with gd_cli_output under the same label once their names are known (and checked again). */
+void gd_cli_output_pattern(const char *label, const char *dir, const char *glob);
+void gd_cli_check_files(void);
+/* Renames every output onto its name; should one rename fail, those done are removed too. */
+void gd_cli_commit(void);
 
 /* The whole of v as a base-10 integer / a finite number in [lo, hi], or gd_cli_die naming flag. */
 long gd_cli_long(const char *flag, const char *v, long lo, long hi);
@@ -55,13 +79,14 @@ typedef struct {
     const char *about;        /* what the tool does, before the flags (optional) */
     const gd_cli_flag *flags; /* ends with {0} */
     const char *footer;       /* after the flags: notes, examples (optional) */
-    int strict;               /* each flag but GD_CLI_CALL at most once, and no empty values */
+    int strict;               /* each flag but GD_CLI_CALL at most once */
 } gd_cli_spec;
 
 /* Parses argv[1..argc-1] into opts by spec, in order: "-x V", "--long V", "--long=V"; -h/--help
  * prints the help on stdout and exits 0. Arguments that do not start with '-' (and "-") go to
- * pos[0..max_pos-1]; returns their count. Unknown flags, a missing value, a bad number and more
- * than max_pos arguments are one-line gd_cli_die errors (status 2). Options keep the defaults the
+ * pos[0..max_pos-1]; returns their count. Unknown flags, a missing value, an empty value or
+ * argument (''), a bad number and more than max_pos arguments are one-line gd_cli_die errors
+ * (status 2). Options keep the defaults the
  * caller stored in opts before the call. */
 int gd_cli_parse(const gd_cli_spec *spec, int argc, char **argv, void *opts, const char **pos, int max_pos);
 

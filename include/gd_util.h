@@ -8,6 +8,7 @@
 #ifndef GD_UTIL_H
 #define GD_UTIL_H
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /* Formats into err (may be NULL) and folds it onto one line. */
@@ -21,9 +22,31 @@ void gd_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 FILE *gd_atomic_open(const char *path, char **tmp_out, char *err, size_t errlen);
 int gd_atomic_commit(FILE *f, char *tmp, const char *path, int ok, char *err, size_t errlen);
 
+/* What a killed writer left beside path: removes "<path>.tmp.<pid>" (and "<path>.tmp.<pid>.tmp.<pid>",
+ * a temporary of a temporary) whose process is gone (kill(pid, 0) fails with ESRCH). Only regular
+ * files of this user are removed, never a name keep (may be NULL) returns nonzero for. With
+ * glob != 0 the last component of path is an fnmatch(3) pattern ("DIR/sample_*.png"). Returns the
+ * number of files removed. */
+int gd_atomic_remove_stale(const char *path, int glob, int (*keep)(const char *path, void *ctx), void *ctx);
+
 /* Maps a regular file read-only (the weight readers view tensors in place). Returns 0 with *map
  * and *len set, or -1 with err. An empty file gives *map = NULL, *len = 0 and succeeds, so callers
  * state their own minimum size; gd_unmap_file(NULL, 0) does nothing. */
 int gd_map_file(const char *path, void **map, size_t *len, char *err, size_t errlen);
 void gd_unmap_file(void *map, size_t len);
+
+/* SHA-256 (src/util/sha256.c): init, update any number of times, final gives the 32-byte digest;
+ * gd_sha256_hex writes it as sha256sum prints it (64 lowercase hex digits and a NUL).
+ * gd_sha256_file hashes a whole file: 0, or -1 with err when it cannot be opened or read. */
+typedef struct {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t buf[64];
+    size_t fill;
+} gd_sha256_ctx;
+void gd_sha256_init(gd_sha256_ctx *c);
+void gd_sha256_update(gd_sha256_ctx *c, const void *data, size_t n);
+void gd_sha256_final(gd_sha256_ctx *c, uint8_t out[32]);
+void gd_sha256_hex(const uint8_t digest[32], char hex[65]);
+int gd_sha256_file(const char *path, char hex[65], char *err, size_t errlen);
 #endif

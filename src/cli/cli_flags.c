@@ -44,6 +44,7 @@ int gd_cli_parse(const gd_cli_spec *spec, int argc, char **argv, void *opts, con
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        if (!a[0]) gd_cli_die("an empty argument '' (see --help)");
         if (a[0] != '-' || !a[1]) {
             if (npos >= max_pos) gd_cli_die("unexpected argument '%.200s' (see --help)", a);
             pos[npos++] = a;
@@ -66,8 +67,9 @@ int gd_cli_parse(const gd_cli_spec *spec, int argc, char **argv, void *opts, con
             ptrdiff_t k = f - spec->flags;
             if (k >= MAX_FLAGS) gd_cli_die("internal error: a flag table of over %d entries", MAX_FLAGS);
             if (f->kind != GD_CLI_CALL && seen[k]++) gd_cli_die("option '%s' given more than once", canon);
-            if (v && !*v) gd_cli_die("option '%s' has an empty value", canon);
         }
+        /* '' is a mistake wherever it comes from (an unset shell variable): no flag takes it */
+        if (v && !*v) gd_cli_die("%s: empty value", name);
         store(f, opts, name, v);
     }
     return npos;

@@ -116,6 +116,22 @@ static void check_job(const char *in, const char *out) {
         gd_cli_die("%s: output would overwrite the input", in);
 }
 
+/* The files conversions read: outputs may be none of them (gd_cli_check_files). */
+static void register_inputs(const options *o, const char **pos, int n) {
+    char label[PATH_MAX + 4], p[PATH_MAX + 32];
+    for (int i = 0; i < n; i++) {
+        snprintf(label, sizeof label, "'%s'", pos[i]);
+        gd_cli_input(label, pos[i]);
+    }
+    gd_cli_input("--config", o->config);
+    gd_cli_input("--class-names", o->class_names);
+    const char *cd = o->configs_dir ? o->configs_dir : "configs";
+    snprintf(p, sizeof p, "%s/checkpoints.json", cd);
+    gd_cli_input("--configs-dir's checkpoints.json", p);
+    snprintf(p, sizeof p, "%s/imagenet_classes.txt", cd);
+    gd_cli_input("--configs-dir's imagenet_classes.txt", p);
+}
+
 static void report(const options *o, const char *in, const char *out, const gd_convert_info *info) {
     if (!o->quiet) {
         printf("%s -> %s: %s %lldx%lld, %d tensors, %lld parameters, %s, config from %s", in, out, info->model, info->image_size,
@@ -141,19 +157,25 @@ int main(int argc, char **argv) {
     gd_convert_opts co = {o.config, o.flags, o.configs_dir, o.class_names, o.no_class_names, parse_dtype(o.dtype)};
     const char *dir = o.dir ? o.dir : default_dir();
     static char outs[MAX_INPUTS][OUT_MAX];
+    static const char *staged[MAX_INPUTS];
+    static gd_convert_info infos[MAX_INPUTS];
+    register_inputs(&o, pos, n);
     for (int i = 0; i < n; i++) {
-        char stem[1024];
+        char stem[1024], label[PATH_MAX + 16];
         stem_of(pos[i], stem, sizeof stem);
         if (o.output) snprintf(outs[i], sizeof outs[i], "%s", o.output);
         else if (snprintf(outs[i], sizeof outs[i], "%.*s/%s.safetensors", PATH_MAX, dir, stem) >= (int)sizeof outs[i])
             gd_cli_die("%s: output path too long", pos[i]);
         check_job(pos[i], outs[i]);
+        snprintf(label, sizeof label, "of '%s'", pos[i]);
+        staged[i] = gd_cli_output(label, outs[i]);
     }
-    for (int i = 0; i < n; i++) {
+    gd_cli_check_files();
+    for (int i = 0; i < n; i++) { /* all converted before any is renamed: a failure leaves none */
         char err[2048];
-        gd_convert_info info;
-        if (gd_convert_checkpoint(pos[i], outs[i], &co, &info, err, sizeof err)) gd_cli_die("%s", err);
-        report(&o, pos[i], outs[i], &info);
+        if (gd_convert_checkpoint(pos[i], staged[i], &co, &infos[i], err, sizeof err)) gd_cli_die("%s", err);
     }
+    gd_cli_commit();
+    for (int i = 0; i < n; i++) report(&o, pos[i], outs[i], &infos[i]);
     return 0;
 }

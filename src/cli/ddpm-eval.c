@@ -151,6 +151,18 @@ typedef struct {
     gd_st_file *file;
 } ref_stats;
 
+/* Every file the run reads, and --make-ref's output, which must be none of them (checked before
+ * any work); returns the name --make-ref is written under until gd_cli_commit. */
+static const char *register_files(const options *o) {
+    gd_cli_input("--evaluator", o->evaluator);
+    gd_cli_input("--ref", o->make_ref ? NULL : o->ref ? o->ref : DEFAULT_REF);
+    if (strcmp(o->samples, "fashion-mnist:test") && strcmp(o->samples, "fashion-mnist:train")) gd_cli_input("SAMPLES", o->samples);
+    gd_cli_input("--labels", o->labels);
+    const char *staged = o->make_ref ? gd_cli_output("--make-ref", o->make_ref) : NULL;
+    gd_cli_check_files();
+    return staged;
+}
+
 static void write_ref(const char *out, const ref_stats *r, const char *evaluator, const char *hash, const char *source,
                       double accuracy) {
     gd_st_writer *w = gd_st_writer_new();
@@ -212,7 +224,10 @@ static void read_ref(const char *path, const char *hash, gd_evaluator *ev, int c
     memcpy(r->mu, mu->data, sizeof(double) * D); /* the mapping may be unaligned for doubles */
     memcpy(r->sigma, sg->data, sizeof(double) * D * D);
     const char *cnt = gd_st_metadata(f, "count");
-    r->n = cnt ? atoll(cnt) : 0;
+    char *end = NULL;
+    errno = 0;
+    r->n = cnt ? strtoll(cnt, &end, 10) : 0;
+    if (cnt && (end == cnt || *end || errno || r->n < 0)) gd_cli_die("%s: metadata count '%s' is not a count of images", path, cnt);
     if (ft) {
         if (ft->dtype != GD_ST_F32 || ft->ndim != 2 || ft->shape[1] != D || ft->shape[0] < 4)
             gd_cli_die("%s: features must be F32 [N >= 4, %lld]", path, (long long)D);
@@ -239,10 +254,7 @@ static void parse_args(int argc, char **argv, options *o) {
     const char *pos[2];
     int n = gd_cli_parse(&SPEC, argc, argv, o, pos, 2);
     if (n == 2) gd_cli_die("one SAMPLES argument expected, got '%s' too", pos[1]);
-    if (n == 0) {
-        gd_cli_usage(&SPEC, stderr);
-        exit(2);
-    }
+    if (n == 0) gd_cli_die("missing SAMPLES: an .npz, a folder of PNGs, an IDX file or fashion-mnist:test (see --help)");
     o->samples = pos[0];
     if (o->make_ref && o->ref) gd_cli_die("--make-ref writes reference statistics; --ref reads them: pick one");
     if (o->make_ref && !ends_with(o->make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
@@ -346,6 +358,7 @@ int main(int argc, char **argv) {
     gd_cli_set_program("ddpm-eval");
     options o;
     parse_args(argc, argv, &o);
+    const char *make_ref_staged = register_files(&o);
     if (o.threads) gd_set_threads(o.threads);
 
     char err[1200], hash[17];
@@ -386,7 +399,8 @@ int main(int argc, char **argv) {
     s.is = gd_inception_score(logits, n, K, o.split);
     if (o.make_ref) {
         r = (ref_stats){.dim = D, .n = n, .mu = mu, .sigma = sigma, .feats = feats};
-        write_ref(o.make_ref, &r, o.evaluator, hash, o.samples, s.labelled ? (double)s.correct / s.labelled : NAN);
+        write_ref(make_ref_staged, &r, o.evaluator, hash, o.samples, s.labelled ? (double)s.correct / s.labelled : NAN);
+        gd_cli_commit();
         r = (ref_stats){0};
     } else {
         compare_to_ref(&o, &r, feats, D, mu, sigma, &s);

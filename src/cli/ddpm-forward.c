@@ -112,8 +112,9 @@ static void parse_args(int argc, char **argv, options *o) {
 }
 
 /* Refuses an output path whose directory does not exist, that names a directory, or that is one
- * of the files being read (checked before any work so a bad -o fails fast). */
-static void check_output_path(const options *o) {
+ * of the files being read (checked before any work so a bad -o fails fast); returns the name the
+ * output is written under until gd_cli_commit. */
+static const char *check_output_path(const options *o) {
     const char *path = o->output;
     size_t len = strlen(path);
     if (path[len - 1] == '/') gd_cli_die("%s: output path names a directory", path);
@@ -138,14 +139,13 @@ static void check_output_path(const options *o) {
     }
     free(dir);
     struct stat so;
-    if (stat(path, &so) != 0) return; /* a new file */
-    if (S_ISDIR(so.st_mode)) gd_cli_die("%s: output path is a directory", path);
-    const char *reads[] = {o->model, o->inputs, o->config};
-    for (int k = 0; k < 3; k++) {
-        struct stat sr;
-        if (reads[k] && stat(reads[k], &sr) == 0 && sr.st_dev == so.st_dev && sr.st_ino == so.st_ino)
-            gd_cli_die("%s: output would overwrite the input file '%s'", path, reads[k]);
-    }
+    if (!stat(path, &so) && S_ISDIR(so.st_mode)) gd_cli_die("%s: output path is a directory", path);
+    gd_cli_input("--model", o->model);
+    gd_cli_input("--inputs", o->inputs);
+    gd_cli_input("--config", o->config);
+    const char *staged = gd_cli_output("--output", path);
+    gd_cli_check_files();
+    return staged;
 }
 
 /* ---- inputs --------------------------------------------------------------------------------- */
@@ -337,7 +337,7 @@ int main(int argc, char **argv) {
     gd_cli_set_program(TOOL);
     options o;
     parse_args(argc, argv, &o);
-    check_output_path(&o);
+    const char *staged = check_output_path(&o);
     if (o.threads) gd_set_threads(o.threads);
     if (o.verbose) fprintf(stderr, TOOL ": %s\n", gd_build_info());
 
@@ -380,7 +380,8 @@ int main(int argc, char **argv) {
     double t_fwd, t_grad; /* forward alone; forward + backward */
     run_net(net, grad, o.verbose, &t_fwd, &t_grad);
     double t_compute = with_grad ? t_grad : t_fwd;
-    double t_save = write_outputs(o.output, cfg, net, &in, grad);
+    double t_save = write_outputs(staged, cfg, net, &in, grad);
+    gd_cli_commit();
 
     if (o.verbose) {
         fprintf(stderr, TOOL ": timings: load %.3f s, plan %.3f s, forward %.3f s", t_load, t_plan, t_fwd);

@@ -7,6 +7,7 @@
 #include "gd_tensor.h"
 #include "gd_util.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -153,6 +154,60 @@ static void check_writable(const char *flag, const char *path) {
     if (access(dir, W_OK)) gd_cli_die("%s: directory '%s' is not writable", flag, dir);
 }
 
+/* The names the outputs are written under until gd_cli_commit. */
+typedef struct {
+    const char *out, *sidecar, *npz, *save_base;
+} staged_names;
+
+/* The checkpoints a preset names (those no flag overrides), as its models directory holds them. */
+static void preset_inputs(const gd_job *j) {
+    size_t l = strlen(j->preset);
+    char path[PATH_MAX + 64];
+    if (strchr(j->preset, '/') || (l > 5 && !strcmp(j->preset + l - 5, ".json"))) snprintf(path, sizeof path, "%s", j->preset);
+    else snprintf(path, sizeof path, "configs/presets/%s.json", j->preset);
+    gd_cli_input("--preset", path);
+    FILE *f = fopen(path, "rb");
+    char text[65536];
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f) fclose(f);
+    text[n] = 0;
+    cJSON *js = cJSON_Parse(text);
+    const char *keys[3] = {j->model ? NULL : "model", j->n_classifiers ? NULL : "classifier", j->upsampler ? NULL : "upsampler"};
+    for (int k = 0; k < 3; k++) {
+        const cJSON *v = keys[k] ? cJSON_GetObjectItemCaseSensitive(js, keys[k]) : NULL;
+        if (!cJSON_IsString(v)) continue;
+        static const char *const flag[3] = {"--model (from --preset)", "--classifier (from --preset)", "--upsampler (from --preset)"};
+        for (int e = 0; e < 2; e++) {
+            snprintf(path, sizeof path, "%s/%s%s", j->models_dir ? j->models_dir : "models", v->valuestring, e ? ".pt" : ".safetensors");
+            gd_cli_input(flag[k], path);
+        }
+    }
+    cJSON_Delete(js);
+}
+
+/* Every file the run reads and writes, checked before any work: no output may be an input or
+ * another output; the per-sample PNGs are known by their pattern until the run names them. */
+static void register_files(const options *o, const char *sidecar, staged_names *sn) {
+    const gd_job *j = &o->job;
+    const char *g = j->guidance;
+    int guided = g && (strstr(g, "classifier") || strstr(g, "entropy"));
+    gd_cli_input("--model", j->model ? j->model : !j->preset && !(j->base_npz && j->upsampler) ? GD_DEFAULT_MODEL : NULL);
+    gd_cli_input("--model-config", j->model_config);
+    for (int i = 0; i < j->n_classifiers; i++) gd_cli_input("--classifier", j->classifiers[i].path);
+    if (!j->n_classifiers && guided && !j->preset) gd_cli_input("--classifier", GD_DEFAULT_CLASSIFIER);
+    gd_cli_input("--classifier-config", j->classifier_config);
+    gd_cli_input("--upsampler", j->upsampler);
+    gd_cli_input("--upsampler-config", j->upsampler_config);
+    gd_cli_input("--base-npz", j->base_npz);
+    if (j->preset) preset_inputs(j);
+    sn->out = gd_cli_output("--output", o->out);
+    sn->sidecar = gd_cli_output("--output's .json sidecar", sidecar);
+    if (o->save_base) sn->save_base = gd_cli_output("--save-base", o->save_base);
+    if (o->npz) sn->npz = gd_cli_output("--npz", o->npz);
+    if (o->save_each) gd_cli_output_pattern("--save-each", o->save_each, "sample_[0-9]*_seed[0-9]*.png");
+    gd_cli_check_files();
+}
+
 static void check_outputs(const options *o) {
     check_writable("--output", o->out);
     if (o->npz) check_writable("--npz", o->npz);
@@ -190,33 +245,34 @@ static void write_file(const char *path, const char *text) {
     if (gd_atomic_commit(f, tmp, path, ok, err, sizeof err)) gd_cli_die("%s", err);
 }
 
-/* The grid (and its sidecar), the npz files, the per-sample PNGs; each is taken back on a later error. */
-static void write_outputs(const options *o, const gd_result *r, const char *sidecar) {
+/* The per-sample PNGs, the grid (and its sidecar), the npz files: all under their temporary names,
+ * then renamed together, so a failure anywhere (a full disk) leaves none of them. */
+static void write_outputs(const options *o, const gd_result *r, const staged_names *sn) {
     char err[600];
     const int per = r->h * r->w * r->c;
-    if (gd_write_png_grid(o->out, r->images, r->n, r->h, r->w, r->c, o->grid_cols, "parameters", r->metadata, err, sizeof err))
-        gd_cli_die("%s", err);
-    gd_cli_remove_on_error(o->out);
-    write_file(sidecar, r->metadata);
-    gd_cli_remove_on_error(sidecar);
-    if (o->npz) {
-        if (gd_write_npz(o->npz, r->images, r->n, r->h, r->w, r->c, r->labels, err, sizeof err)) gd_cli_die("%s", err);
-        gd_cli_remove_on_error(o->npz);
-    }
-    if (o->save_base) {
-        if (gd_write_npz(o->save_base, r->base_images, r->n, r->base_h, r->base_w, r->base_c, r->labels, err, sizeof err))
-            gd_cli_die("%s", err);
-        gd_cli_remove_on_error(o->save_base);
-    }
+    const char **each = o->save_each ? malloc(sizeof *each * (size_t)r->n) : NULL;
+    if (o->save_each && !each) gd_cli_die("out of memory");
     for (int i = 0; o->save_each && i < r->n; i++) {
         char p[PATH_MAX + 64];
         long long gi = o->job.first_index + i;
         unsigned long long seed = r->seed + (unsigned long long)gi;
         if (r->labels) snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu_class%d.png", o->save_each, gi, seed, (int)r->labels[i]);
         else snprintf(p, sizeof p, "%s/sample_%06lld_seed%llu.png", o->save_each, gi, seed);
-        if (gd_write_png_grid(p, r->images + (size_t)i * per, 1, r->h, r->w, r->c, 1, "parameters", r->metadata, err, sizeof err))
-            gd_cli_die("%s", err);
+        each[i] = gd_cli_output("--save-each", p);
     }
+    if (each) gd_cli_check_files(); /* their names are known now */
+    for (int i = 0; each && i < r->n; i++)
+        if (gd_write_png_grid(each[i], r->images + (size_t)i * per, 1, r->h, r->w, r->c, 1, "parameters", r->metadata, err, sizeof err))
+            gd_cli_die("%s", err);
+    free(each);
+    if (gd_write_png_grid(sn->out, r->images, r->n, r->h, r->w, r->c, o->grid_cols, "parameters", r->metadata, err, sizeof err))
+        gd_cli_die("%s", err);
+    write_file(sn->sidecar, r->metadata);
+    if (o->save_base &&
+        gd_write_npz(sn->save_base, r->base_images, r->n, r->base_h, r->base_w, r->base_c, r->labels, err, sizeof err))
+        gd_cli_die("%s", err);
+    if (o->npz && gd_write_npz(sn->npz, r->images, r->n, r->h, r->w, r->c, r->labels, err, sizeof err)) gd_cli_die("%s", err);
+    gd_cli_commit();
 }
 
 static void print_summary(const options *o, const gd_result *r, double t_start, double t_write) {
@@ -246,7 +302,9 @@ int main(int argc, char **argv) {
     double t_start = gd_time_now();
     check_outputs(&o);
     char sidecar[PATH_MAX];
-    snprintf(sidecar, sizeof sidecar, "%s.json", o.out);
+    if (snprintf(sidecar, sizeof sidecar, "%s.json", o.out) >= (int)sizeof sidecar) gd_cli_die("--output: path too long");
+    staged_names sn = {0};
+    register_files(&o, sidecar, &sn);
     progress pr = {o.quiet, isatty(2), 0, 0};
     o.job.progress = on_progress;
     o.job.user = &pr;
@@ -258,7 +316,7 @@ int main(int argc, char **argv) {
     gd_result r;
     if (gd_pipeline_run(p, &r, err, sizeof err)) gd_cli_die("sampling failed: %s", err);
     double t0 = gd_time_now();
-    write_outputs(&o, &r, sidecar);
+    write_outputs(&o, &r, &sn);
     print_summary(&o, &r, t_start, gd_time_now() - t0);
     gd_result_free(&r);
     gd_pipeline_free(p);

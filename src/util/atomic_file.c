@@ -1,11 +1,16 @@
 /* Atomic output files: a temporary name, then fsync and rename (include/gd_util.h). */
 #include "gd_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Creates "<path>.tmp.<pid>" for writing. On success *tmp_out is its malloc()ed name. */
@@ -69,4 +74,60 @@ int gd_atomic_commit(FILE *f, char *tmp, const char *path, int ok, char *err, si
     free(tmp);
     if (err && errlen) err[0] = '\0';
     return 0;
+}
+
+/* The pid of a ".tmp.<pid>" ending of name[0..*len) as gd_atomic_open prints it (no sign, no
+ * leading zero), which is then cut off (*len shrinks); -1 when there is none. */
+static long strip_tmp_suffix(const char *name, size_t *len) {
+    size_t n = *len, d = n;
+    while (d > 0 && name[d - 1] >= '0' && name[d - 1] <= '9') d--;
+    if (d == n || n - d > 10 || name[d] == '0' || d < 5 || memcmp(name + d - 5, ".tmp.", 5)) return -1;
+    long pid = 0;
+    for (size_t i = d; i < n; i++) pid = pid * 10 + (name[i] - '0');
+    if (pid > INT_MAX) return -1;
+    *len = d - 5;
+    return pid;
+}
+
+static int name_is(const char *name, size_t len, const char *base, int glob) {
+    if (!glob) return strlen(base) == len && !memcmp(name, base, len);
+    char buf[NAME_MAX + 1];
+    if (len > NAME_MAX) return 0;
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    return fnmatch(base, buf, FNM_PERIOD) == 0;
+}
+
+/* A process we may not signal (EPERM) is alive too: only ESRCH says the writer is gone. */
+static int pid_gone(long pid) { return kill((pid_t)pid, 0) != 0 && errno == ESRCH; }
+
+int gd_atomic_remove_stale(const char *path, int glob, int (*keep)(const char *path, void *ctx), void *ctx) {
+    char dir[PATH_MAX];
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    if (!*base || (size_t)(base - path) >= sizeof dir) return 0;
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        long inner = strip_tmp_suffix(e->d_name, &len), outer = -1;
+        if (inner < 0) continue;
+        if (!name_is(e->d_name, len, base, glob)) {
+            outer = strip_tmp_suffix(e->d_name, &len);
+            if (outer < 0 || !name_is(e->d_name, len, base, glob)) continue;
+        }
+        if (!pid_gone(inner) || (outer > 0 && !pid_gone(outer))) continue;
+        char full[PATH_MAX + NAME_MAX + 2];
+        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat(full, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+        if (keep && keep(full, ctx)) continue;
+        removed += unlink(full) == 0;
+    }
+    closedir(d);
+    return removed;
 }
