@@ -2,7 +2,9 @@
  * fast-solvers.md): the committed fixture networks, the same x_T and labels, every solver x
  * {none, classifier, entropy, cfg}, clipping or dynamic thresholding; every outer step's x and every
  * network timestep compared. And EDS's per-sample scale against its formula at every evaluation. */
+#include "cli_util.h"
 #include "gd_guidance.h"
+#include "gd_image.h"
 #include "gd_safetensors.h"
 #include "gd_solver.h"
 #include "test.h"
@@ -226,7 +228,70 @@ static void test_solver_traj(void) {
     printf("    %d fixtures; EDS scale = s log K / H checked at %d (sample, evaluation) pairs\n", n, n_eds);
 }
 
+/* ddpm-sample --rng torch --seed S --class y0,y1 draws x_T as torch.manual_seed(S); torch.randn, so
+ * the tool run from the command line ends on the reference's final x (as uint8). */
+static void cli_case(const char *fixture, const char *flags) {
+    char path[700], err[512], d[512], args[2048];
+    snprintf(path, sizeof path, "tests/fixtures/%s", fixture);
+    gd_st_file *f = gd_st_open(path, err, sizeof err);
+    CHECK(f != NULL, "%s", err);
+    if (!f) return;
+    cJSON *c = cJSON_Parse(gd_st_metadata(f, "case"));
+    const gd_st_tensor *fin = gd_st_find(f, "final"), *yt = gd_st_find(f, "y");
+    const int N = (int)fin->shape[0], C = (int)fin->shape[1], H = (int)fin->shape[2], W = (int)fin->shape[3];
+    int64_t y0, y1;
+    memcpy(&y0, yt->data, 8);
+    memcpy(&y1, (const char *)yt->data + 8, 8);
+    cli_mkdtemp(d, sizeof d);
+    snprintf(args, sizeof args, "-m tests/fixtures/%s.safetensors %s --sampler %s --steps %d --rng torch --seed %d --class %lld,%lld -n %d -q --npz %s/x.npz -o %s/x.png",
+             jstr(c, "model"), flags, jstr(c, "solver"), (int)jnum(c, "steps"), (int)jnum(c, "seed"), (long long)y0, (long long)y1, N, d, d);
+    cli_result r = cli_run("ddpm-sample", d, args);
+    CHECK(r.status == 0, "%s: ddpm-sample failed: %s", jstr(c, "name"), r.err);
+    uint8_t *img = NULL;
+    int n = 0, h = 0, w = 0, ch = 0;
+    int64_t *labels = NULL;
+    snprintf(path, sizeof path, "%s/x.npz", d);
+    if (r.status == 0 && gd_read_npz(path, &img, &n, &h, &w, &ch, &labels, err, sizeof err) == 0) {
+        int differ = 0, worst = 0;
+        for (int b = 0; b < N; b++)
+            for (int k = 0; k < C; k++)
+                for (int i = 0; i < H * W; i++) {
+                    float v;
+                    memcpy(&v, (const char *)fin->data + 4 * (((int64_t)b * C + k) * H * W + i), 4);
+                    double q = (v + 1) * 127.5;
+                    int ref = q < 0 ? 0 : q > 255 ? 255 : (int)q, got = img[((int64_t)b * H * W + i) * C + k];
+                    differ += got != ref;
+                    if (abs(got - ref) > worst) worst = abs(got - ref);
+                }
+        snprintf(path, sizeof path, "%s/x.png.json", d);
+        char *side = cli_slurp(path);
+        CHECK(strstr(side, "\"nfe\":") != NULL, "%s: no nfe in the sidecar: %.200s", jstr(c, "name"), side);
+        free(side);
+        printf("    ddpm-sample %-22s %d of %d bytes differ from the reference (max %d)\n", jstr(c, "name"), differ, N * C * H * W, worst);
+        CHECK(n == N && differ <= N * C * H * W / 500 && worst <= 1, "%s: %d bytes differ, max %d", jstr(c, "name"), differ, worst);
+    } else if (r.status == 0) {
+        CHECK(0, "%s: %s", jstr(c, "name"), err);
+    }
+    free(img);
+    free(labels);
+    cli_run_free(&r);
+    cli_rmtree(d);
+    cJSON_Delete(c);
+    gd_st_close(f);
+}
+
+static void test_solver_cli(void) {
+    if (!cli_tool_available("ddpm-sample")) return;
+    cli_case("solver_dpm2m_none.safetensors", "--time-schedule uniform");
+    cli_case("solver_unipc2_entropy.safetensors",
+             "--time-schedule uniform --classifier tests/fixtures/cls_a.safetensors --guidance entropy --scale 30");
+    cli_case("solver_dpm2m_dynamic.safetensors",
+             "--time-schedule uniform --classifier tests/fixtures/cls_a.safetensors --guidance classifier --scale 30 --thresholding 0.995");
+    cli_case("solver_dpm2s_cfg.safetensors", "--time-schedule uniform --guidance cfg --cfg-scale 3");
+}
+
 GD_TEST_TABLE(gd_tests_solver_traj) = {
+    {"solvers: ddpm-sample --rng torch reproduces the reference's samples from the command line", test_solver_cli},
     {"solvers: trajectories match the PyTorch reference (every solver x guidance, clip/thresholding)", test_solver_traj},
     {NULL, NULL},
 };
