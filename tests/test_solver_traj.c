@@ -290,7 +290,84 @@ static void test_solver_cli(void) {
     cli_case("solver_dpm2s_cfg.safetensors", "--time-schedule uniform --guidance cfg --cfg-scale 3");
 }
 
+/* An ODE preset (sampler, steps, time schedule, thresholding from the file) gives the same bytes as
+ * the flags it stands for; flags beside it override it. */
+static void test_solver_preset(void) {
+    if (!cli_tool_available("ddpm-sample")) return;
+    char d[512], p[700], args[2048];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(p, sizeof p, "%s/fast.json", d);
+    const char *js = "{\"description\": \"test\", \"model\": \"unet_a\", \"classifier\": \"cls_a\", \"guidance\": \"entropy\", "
+                     "\"scale\": 30, \"sampler\": \"dpm++2m\", \"steps\": 6, \"time_schedule\": \"quadratic\", \"thresholding\": \"0.9:1.5\"}";
+    cli_write_file(p, js, strlen(js));
+    const char *common = "--class 3,5 -n 2 --seed 4 -q";
+    snprintf(args, sizeof args, "--preset %s --models-dir tests/fixtures %s --npz %s/a.npz -o %s/a.png", p, common, d, d);
+    cli_result r1 = cli_run("ddpm-sample", d, args);
+    snprintf(args, sizeof args, "-m tests/fixtures/unet_a.safetensors --classifier tests/fixtures/cls_a.safetensors --guidance entropy "
+             "--scale 30 --sampler dpm++2m --steps 6 --time-schedule quadratic --thresholding 0.9:1.5 %s --npz %s/b.npz -o %s/b.png", common, d, d);
+    cli_result r2 = cli_run("ddpm-sample", d, args);
+    snprintf(args, sizeof args, "--preset %s --models-dir tests/fixtures --steps 7 %s --npz %s/c.npz -o %s/c.png", p, common, d, d);
+    cli_result r3 = cli_run("ddpm-sample", d, args);
+    CHECK(r1.status == 0 && r2.status == 0 && r3.status == 0, "runs: %s | %s | %s", r1.err, r2.err, r3.err);
+    size_t na, nb, nc;
+    snprintf(p, sizeof p, "%s/a.npz", d);
+    unsigned char *a = cli_read_file(p, &na);
+    snprintf(p, sizeof p, "%s/b.npz", d);
+    unsigned char *b = cli_read_file(p, &nb);
+    snprintf(p, sizeof p, "%s/c.npz", d);
+    unsigned char *c = cli_read_file(p, &nc);
+    CHECK(a && b && na == nb && !memcmp(a, b, na), "the preset's samples differ from the flags' run");
+    CHECK(a && c && (na != nc || memcmp(a, c, na)), "--steps 7 beside the preset did not change the run");
+    snprintf(p, sizeof p, "%s/c.png.json", d);
+    char *side = cli_slurp(p);
+    CHECK(strstr(side, "\"nfe\":7") && strstr(side, "\"time_schedule\":\"quadratic\"") && strstr(side, "\"thresholding_ratio\":0.9"),
+          "sidecar: %.300s", side);
+    printf("    preset (dpm++2m, 6 NFE, quadratic, thresholding 0.9:1.5) = the same flags, byte for byte; --steps 7 overrides\n");
+    free(side);
+    free(a);
+    free(b);
+    free(c);
+    cli_run_free(&r1);
+    cli_run_free(&r2);
+    cli_run_free(&r3);
+    cli_rmtree(d);
+}
+
+static void test_solver_bad_flags(void) {
+    if (!cli_tool_available("ddpm-sample")) return;
+    static const struct {
+        const char *flags, *want;
+    } cases[] = {
+        {"--sampler dpm++4m", "is not ddpm, ddim, dpm++2m"},
+        {"--sampler dpm++2m --time-schedule cosine", "--time-schedule: 'cosine'"},
+        {"--sampler dpm++2m --thresholding 0.995x", "--thresholding"},
+        {"--sampler dpm++2m --thresholding 1.5", "--thresholding"},
+        {"--sampler dpm++2m --thresholding 0.9:", "--thresholding"},
+        {"--sampler dpm++2m --order 3", "--order applies to --sampler unipc"},
+        {"--sampler unipc --order 4", "--order"},
+        {"--sampler unipc --unipc-variant bh3", "--unipc-variant: 'bh3'"},
+        {"--sampler dpm++3m --steps 2", "at least 3 model evaluations"},
+        {"--sampler dpm++2m --respacing 10", "--respacing: the ODE solvers"},
+        {"--sampler dpm++2m --eta 0.5", "--eta applies to --sampler ddim"},
+        {"--sampler ddpm --thresholding 0.995", "apply to the ODE solvers"},
+    };
+    char d[512], args[1024];
+    cli_mkdtemp(d, sizeof d);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(args, sizeof args, "-m tests/fixtures/unet_a.safetensors %s -n 1 -o %s/x.png", cases[i].flags, d);
+        cli_result r = cli_run("ddpm-sample", d, args);
+        CHECK(r.status == 2 && cli_count_lines(r.err) == 1 && strstr(r.err, cases[i].want), "%s: exit %d, %s", cases[i].flags,
+              r.status, r.err);
+        cli_run_free(&r);
+    }
+    CHECK(cli_count_entries(d) == 0, "files left");
+    printf("    %zu bad solver settings: one line, exit 2, nothing written\n", sizeof cases / sizeof *cases);
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_solver_traj) = {
+    {"solvers: bad solver flags exit 2 with one line", test_solver_bad_flags},
+    {"solvers: an ODE preset equals its flags", test_solver_preset},
     {"solvers: ddpm-sample --rng torch reproduces the reference's samples from the command line", test_solver_cli},
     {"solvers: trajectories match the PyTorch reference (every solver x guidance, clip/thresholding)", test_solver_traj},
     {NULL, NULL},

@@ -106,7 +106,12 @@ static int apply_preset(gd_pipeline *p, char *err, size_t errlen) {
     if (gd_preset_load(j->preset, ps, err, errlen)) return -1;
     if (!j->guidance && ps->guidance && !j->base_npz && set_guidance(p, ps->guidance, err, errlen)) return -1;
     if (!j->sampler && ps->sampler && set_sampler(p, ps->sampler, err, errlen)) return -1;
-    if (!j->steps && !j->respacing && ps->respacing) j->respacing = ps->respacing;
+    if (!j->steps && !j->respacing && ps->respacing && !p->ode) j->respacing = ps->respacing;
+    if (p->ode) { /* an ODE preset's settings, unless the job changed the sampler or set them */
+        if (!j->steps && !j->respacing && ps->steps) j->steps = ps->steps;
+        if (!j->time_schedule && ps->time_schedule) j->time_schedule = ps->time_schedule;
+        if (!j->thresholding && ps->thresholding) j->thresholding = ps->thresholding;
+    }
     if (isnan(j->scale) && ps->has_scale) j->scale = ps->scale;
     if (!j->up_respacing && !j->up_steps && ps->up_respacing) j->up_respacing = ps->up_respacing;
     const char *stems[3] = {NULL, NULL, NULL};

@@ -18,6 +18,8 @@ typedef struct {
     cJSON *js;
     const char *description, *model, *classifier, *upsampler, *guidance, *sampler, *respacing, *up_respacing, *download;
     const char *expect_schedule;
+    const char *time_schedule, *thresholding; /* an ODE solver's grid and x0 correction */
+    int steps;                   /* an ODE solver's model evaluations */
     int expect_depth;
     double scale;
     int has_scale;

@@ -150,6 +150,8 @@ int gd_preset_load(const char *arg, gd_preset *p, char *err, size_t errlen) {
         pstr(p->js, "sampler", p->path, &p->sampler, err, errlen) ||
         pstr(p->js, "respacing", p->path, &p->respacing, err, errlen) ||
         pstr(p->js, "upsampler_respacing", p->path, &p->up_respacing, err, errlen) ||
+        pstr(p->js, "time_schedule", p->path, &p->time_schedule, err, errlen) ||
+        pstr(p->js, "thresholding", p->path, &p->thresholding, err, errlen) ||
         pstr(p->js, "download", p->path, &p->download, err, errlen))
         return -1;
     if (!p->model) {
@@ -162,6 +164,12 @@ int gd_preset_load(const char *arg, gd_preset *p, char *err, size_t errlen) {
         return -1;
     }
     if (s) p->scale = s->valuedouble, p->has_scale = 1;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(p->js, "steps");
+    if (st && !(cJSON_IsNumber(st) && st->valuedouble >= 1 && st->valuedouble <= 100000 && st->valuedouble == (int)st->valuedouble)) {
+        gd_errf(err, errlen, "preset %s: \"steps\" must be an integer in [1, 100000]", p->path);
+        return -1;
+    }
+    p->steps = st ? st->valueint : 0;
     if (ex && pstr(ex, "noise_schedule", p->path, &p->expect_schedule, err, errlen)) return -1;
     const cJSON *dep = ex ? cJSON_GetObjectItemCaseSensitive(ex, "classifier_depth") : NULL;
     p->expect_depth = cJSON_IsNumber(dep) ? dep->valueint : 0;
@@ -183,9 +191,15 @@ int gd_presets_list(FILE *f, char *err, size_t errlen) {
             return -1;
         }
         fprintf(f, "%-30s %s\n", tok, p.description ? p.description : "");
+        char how[160];
+        if (p.steps) /* an ODE solver: model evaluations, grid, thresholding */
+            snprintf(how, sizeof how, "%d NFE %s%s%s", p.steps, p.time_schedule ? p.time_schedule : "", p.thresholding ? " thresholding " : "",
+                     p.thresholding ? p.thresholding : "");
+        else
+            snprintf(how, sizeof how, "%s", p.respacing ? p.respacing : "250");
         fprintf(f, "%-30s   %s%s%s%s%s, %s %s, guidance %s", "", p.model, p.classifier ? " + " : "",
                 p.classifier ? p.classifier : "", p.upsampler ? " -> " : "", p.upsampler ? p.upsampler : "",
-                p.sampler ? p.sampler : "ddpm", p.respacing ? p.respacing : "250", p.guidance ? p.guidance : "none");
+                p.sampler ? p.sampler : "ddpm", how, p.guidance ? p.guidance : "none");
         if (p.has_scale && p.guidance && strcmp(p.guidance, "none")) fprintf(f, " scale %g", p.scale);
         fprintf(f, "\n");
         cJSON_Delete(p.js);
