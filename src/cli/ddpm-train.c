@@ -9,6 +9,7 @@
 #include "gd_rng.h"
 #include "gd_safetensors.h"
 #include "gd_train.h"
+#include "gd_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,20 +58,6 @@ static const gd_cli_spec SPEC = {
     .flags = FLAGS,
 };
 
-static double num(const cJSON *o, const char *k, double def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v) return def;
-    if (!cJSON_IsNumber(v)) gd_cli_die("run config: \"%s\" must be a number", k);
-    return v->valuedouble;
-}
-
-static const char *str(const cJSON *o, const char *k, const char *def) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!v) return def;
-    if (!cJSON_IsString(v)) gd_cli_die("run config: \"%s\" must be a string", k);
-    return v->valuestring;
-}
-
 /* A generator for (seed, step, stream): the same draws whether or not the run was resumed. */
 static void step_rng(gd_rng *r, uint64_t seed, int64_t step, uint64_t stream) {
     uint64_t z = seed * 0x9e3779b97f4a7c15ull ^ (uint64_t)step * 0xbf58476d1ce4e5b9ull ^ stream * 0x94d049bb133111ebull;
@@ -78,22 +65,23 @@ static void step_rng(gd_rng *r, uint64_t seed, int64_t step, uint64_t stream) {
     gd_rng_seed(r, z);
 }
 
-static char *read_file(const char *path) {
+static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) gd_cli_die("%s: %s", path, strerror(errno));
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    if (n < 0 || n > (1 << 24)) gd_cli_die("%s: not a run config", path);
+    if (n < 0 || n > (1 << 24)) gd_cli_die("%s: not a run config (not a regular file of at most 16 MiB)", path);
     char *b = malloc((size_t)n + 1);
     if (!b || fread(b, 1, (size_t)n, f) != (size_t)n) gd_cli_die("%s: read error", path);
     b[n] = 0;
     fclose(f);
+    *len = (size_t)n;
     return b;
 }
 
 /* The EMA weights (or the weights) under their state-dict names, config embedded. */
-static void write_model(const char *path, gd_optim *opt, gd_net *net, const char *config_json) {
+static void write_model(const char *path, const gd_optim *opt, gd_net *net, const char *config_json) {
     gd_st_writer *w = gd_st_writer_new();
     gd_st_writer_meta(w, "config", config_json);
     for (int i = 0; i < gd_net_param_count(net); i++) {
@@ -127,15 +115,13 @@ static void flip_some(gd_rng *r, float *x, int B, int rows, int w) {
 }
 
 /* Test accuracy of a trained classifier at given original timesteps (x_t from fixed noise). */
-static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, const char *ts) {
+static int evaluate(const gd_train_config *rc, const char *ts) {
+    const gd_config *cfg = &rc->model;
+    const char *out = rc->out;
     if (cfg->kind != GD_NET_CLASSIFIER) gd_cli_die("--eval is for classifier runs");
-    const cJSON *tc = cJSON_GetObjectItemCaseSensitive(run, "test_data");
     gd_dataset test;
     char err[600], path[PATH_MAX];
-    if (gd_dataset_load_idx(str(tc, "images", "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"),
-                            str(tc, "labels", "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"), &test, err,
-                            sizeof err))
-        gd_cli_die("%s", err);
+    if (gd_dataset_load_idx(rc->test_images, rc->test_labels, &test, err, sizeof err)) gd_cli_die("%s", err);
     if (test.h != cfg->image_size || test.w != cfg->image_size || test.c != cfg->in_channels)
         gd_cli_die("test data are %dx%dx%d images, the classifier takes %dx%dx%d", test.c, test.h, test.w, cfg->in_channels,
             cfg->image_size, cfg->image_size);
@@ -186,60 +172,40 @@ static int evaluate(const cJSON *run, const gd_config *cfg, const char *out, con
     return 0;
 }
 
-/* The run config and the model config inside it. */
-typedef struct {
-    char *text, *mjson;
-    cJSON *run;
-    gd_config cfg;
-    int diffusion;
-    const char *out;
-} run_config;
+/* The run config, parsed and checked whole before anything is created (gd_train_config_parse). */
+static void load_run(const char *path, gd_train_config *rc) {
+    size_t len;
+    char *text = read_file(path, &len), err[600];
+    if (gd_train_config_parse(text, len, rc, err, sizeof err)) gd_cli_die("%s: %s", path, err);
+    free(text);
+}
 
-static void load_run(const char *path, run_config *rc) {
-    rc->text = read_file(path);
-    rc->run = cJSON_Parse(rc->text);
-    const cJSON *run = rc->run;
-    if (!run || !cJSON_IsObject(run)) gd_cli_die("%s: not a JSON object", path);
-    const char *kind = str(run, "kind", "diffusion");
-    int diffusion = rc->diffusion = !strcmp(kind, "diffusion");
-    if (!diffusion && strcmp(kind, "classifier")) gd_cli_die("run config: kind must be diffusion or classifier");
-    const cJSON *mcfg = cJSON_GetObjectItemCaseSensitive(run, "model");
-    if (!cJSON_IsObject(mcfg)) gd_cli_die("run config: \"model\" must be a model config object (docs/config.md)");
-    char err[600];
-    rc->mjson = cJSON_PrintUnformatted(mcfg);
-    if (gd_config_parse(rc->mjson, &rc->cfg, err, sizeof err)) gd_cli_die("%s", err);
-    if (diffusion != (rc->cfg.kind == GD_NET_UNET)) gd_cli_die("run config: kind %s does not match model \"%s\"", kind, diffusion ? "classifier" : "unet");
-    const char *out = rc->out = str(run, "out", NULL);
-    if (!out) gd_cli_die("run config: \"out\" (a directory) is required");
-    mkdir(out, 0777);
+/* Called only once every input has been checked, so a refused run leaves no folder behind. */
+static void make_out_dir(const char *out) {
+    if (mkdir(out, 0777) && errno != EEXIST) gd_cli_die("cannot create output directory %s: %s", out, strerror(errno));
     struct stat st;
-    if (stat(out, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("cannot create output directory %s", out);
+    if (stat(out, &st) || !S_ISDIR(st.st_mode)) gd_cli_die("cannot create output directory %s (not a directory)", out);
 }
 
-static void free_run(run_config *rc) {
-    gd_config_free(&rc->cfg);
-    cJSON_free(rc->mjson);
-    cJSON_Delete(rc->run);
-    free(rc->text);
-}
-
-static void load_data(const cJSON *run, const gd_config *cfg, int diffusion, gd_dataset *data) {
-    const cJSON *dcfg = cJSON_GetObjectItemCaseSensitive(run, "data");
+static void load_data(const gd_train_config *rc, gd_dataset *data) {
+    const gd_config *cfg = &rc->model;
     char err[600];
-    if (str(dcfg, "folder", NULL)) {
-        if (gd_dataset_load_folder(str(dcfg, "folder", NULL), cfg->in_channels, cfg->image_size, data, err, sizeof err))
-            gd_cli_die("%s", err);
+    if (rc->data_folder) {
+        if (gd_dataset_load_folder(rc->data_folder, cfg->in_channels, cfg->image_size, data, err, sizeof err)) gd_cli_die("%s", err);
     } else {
-        if (gd_dataset_load_idx(str(dcfg, "images", "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"),
-                                str(dcfg, "labels", "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"), data,
-                                err, sizeof err))
-            gd_cli_die("%s", err);
+        if (gd_dataset_load_idx(rc->data_images, rc->data_labels, data, err, sizeof err)) gd_cli_die("%s", err);
     }
+    const char *where = rc->data_folder ? rc->data_folder : rc->data_images;
+    if (data->n < 1) gd_cli_die("%s: no images", where);
     if (data->h != cfg->image_size || data->w != cfg->image_size || data->c != cfg->in_channels)
         gd_cli_die("data are %dx%dx%d images, the model takes %dx%dx%d", data->c, data->h, data->w, cfg->in_channels, cfg->image_size,
             cfg->image_size);
-    if ((diffusion && cfg->class_cond) || !diffusion)
-        if (data->num_classes > cfg->num_classes) gd_cli_die("data have %d classes, the model %d", data->num_classes, cfg->num_classes);
+    if (rc->diffusion && !cfg->class_cond) return;
+    /* labels index the class embedding and the logits: each must be a class of the model */
+    for (int i = 0; i < data->n; i++)
+        if (data->labels[i] < 0 || data->labels[i] >= cfg->num_classes)
+            gd_cli_die("%s: image %d has %s (the model's classes are 0..%d)", where, i,
+                       data->labels[i] < 0 ? "no class label" : "a label past the model's classes", cfg->num_classes - 1);
 }
 
 /* A training run: its settings, the network and optimizer, and the per-step buffers. */
@@ -261,35 +227,26 @@ typedef struct {
     gd_loss_terms *terms;
     int64_t perm_epoch;
     double mse_acc, vb_acc; /* diffusion loss terms since the last log line */
+    double loss_acc;
+    int64_t acc_n; /* steps since the last log line */
 } trainer;
 
-static void read_settings(trainer *tr, const cJSON *run) {
-    const gd_config *cfg = tr->cfg;
-    tr->B = (int)num(run, "batch_size", 64);
-    tr->steps = (int64_t)num(run, "steps", 10000);
-    tr->seed = (uint64_t)num(run, "seed", 0);
-    tr->label_dropout = num(run, "label_dropout", tr->diffusion && cfg->null_class ? 0.1 : 0.0);
-    tr->ect = num(run, "ect_lambda", 0.0);
-    tr->noised = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(run, "noised")) ? 0 : 1;
+static void read_settings(trainer *tr, const gd_train_config *rc) {
+    tr->B = rc->batch_size;
+    tr->steps = rc->steps;
+    tr->seed = rc->seed;
+    tr->label_dropout = rc->label_dropout;
+    tr->ect = rc->ect_lambda;
+    tr->noised = rc->noised;
     /* random horizontal flips: Fashion-MNIST's classes are mirror-invariant, and the clean-image
        evaluator otherwise overfits within a few epochs */
-    tr->hflip = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(run, "hflip"));
-    tr->ckpt_every = (int64_t)num(run, "checkpoint_every", 1000), tr->log_every = (int64_t)num(run, "log_every", 50);
-    if (tr->B < 1 || tr->steps < 1 || tr->label_dropout < 0 || tr->label_dropout > 1)
-        gd_cli_die("run config: bad batch_size, steps or label_dropout");
-    if (tr->label_dropout > 0 && !cfg->null_class) gd_cli_die("run config: label_dropout needs a model with null_class");
+    tr->hflip = rc->hflip;
+    tr->ckpt_every = rc->checkpoint_every, tr->log_every = rc->log_every;
 }
 
 /* AdamW (and EMA) over every parameter of the net, set by the run's "optim" object. */
-static gd_optim *new_optimizer(trainer *tr, const cJSON *run) {
-    const cJSON *oc = cJSON_GetObjectItemCaseSensitive(run, "optim");
-    const char *decay = str(oc, "decay", "cosine");
-    gd_optim_config ocfg = {.lr = num(oc, "lr", 2e-4), .beta1 = num(oc, "beta1", 0.9), .beta2 = num(oc, "beta2", 0.999),
-                            .eps = num(oc, "eps", 1e-8), .weight_decay = num(oc, "weight_decay", 0.0),
-                            .warmup_steps = (int64_t)num(oc, "warmup", 500), .total_steps = tr->steps,
-                            .decay_kind = !strcmp(decay, "cosine") ? 2 : !strcmp(decay, "linear") ? 1 : 0,
-                            .final_frac = num(oc, "final_frac", 0.1), .clip_norm = num(oc, "clip", 1.0),
-                            .ema_rate = num(oc, "ema", tr->diffusion ? 0.9999 : 0.0)};
+static gd_optim *new_optimizer(trainer *tr, const gd_train_config *rc) {
+    const gd_optim_config ocfg = rc->optim;
     int np = gd_net_param_count(tr->net);
     gd_param_ref *refs = tr->refs = calloc((size_t)np, sizeof *refs);
     for (int i = 0; i < np; i++) {
@@ -300,7 +257,9 @@ static gd_optim *new_optimizer(trainer *tr, const cJSON *run) {
         gd_net_param(tr->net, i, &name, &w, &g, &cnt);
         refs[i] = (gd_param_ref){name, w, g, cnt, gd_net_param_tensor(tr->net, i)->ndim > 1};
     }
-    return gd_optim_new(&ocfg, refs, np);
+    gd_optim *o = gd_optim_new(&ocfg, refs, np);
+    if (!o) gd_cli_die("cannot set up the optimizer (out of memory?)"); /* the settings were checked */
+    return o;
 }
 
 static void alloc_buffers(trainer *tr) {
@@ -311,6 +270,8 @@ static void alloc_buffers(trainer *tr) {
     tr->dout = malloc(sizeof(float) * (size_t)gd_nelements(gd_net_output(tr->net)));
     tr->terms = malloc(sizeof *tr->terms * (size_t)B);
     tr->perm_epoch = -1;
+    if (!tr->x0 || !tr->noise || !tr->idx || !tr->labels || !tr->kk || !tr->dout || !tr->terms)
+        gd_cli_die("out of memory for batches of %d", B);
 }
 
 static void free_trainer(trainer *tr) {
@@ -389,60 +350,127 @@ static double forward_loss(trainer *tr, int64_t s) {
     return loss;
 }
 
+/* Loads the checkpoint into the optimizer and checks what it read back against the run: the step
+ * within the run's steps (batch positions are step * batch_size), and the open log window. */
+static int64_t resume_from(trainer *tr, const char *ckpt, int quiet) {
+    char err[600];
+    if (gd_optim_load(tr->opt, ckpt, err, sizeof err)) gd_cli_die("%s", err);
+    int64_t step = gd_optim_step_count(tr->opt);
+    if (step > tr->steps)
+        gd_cli_die("%s: the checkpoint is at step %lld, past the run's \"steps\" (%lld)", ckpt, (long long)step,
+                   (long long)tr->steps);
+    gd_st_file *f = gd_st_open(ckpt, err, sizeof err);
+    if (!f) gd_cli_die("%s", err);
+    const char *meta = gd_st_metadata(f, "train_log");
+    gd_train_log_state st;
+    if (meta && gd_train_log_state_parse(meta, step, &st, err, sizeof err)) gd_cli_die("%s: %s", ckpt, err);
+    /* a window longer than log_every comes from an edited config: the next line starts afresh */
+    if (meta && st.n < tr->log_every) tr->acc_n = st.n, tr->loss_acc = st.loss, tr->mse_acc = st.mse, tr->vb_acc = st.vb;
+    gd_st_close(f);
+    if (!quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)step);
+    return step;
+}
+
+/* One line of log.jsonl that an interrupted run wrote for a step at most `step`. */
+static int log_line_upto(const char *line, size_t len, int64_t step) {
+    if (!len || line[len - 1] != '\n') return 0; /* cut short by a kill */
+    cJSON *o = cJSON_Parse(line);
+    const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+    int keep = cJSON_IsNumber(s) && s->valuedouble >= 1 && s->valuedouble <= (double)step;
+    cJSON_Delete(o);
+    return keep;
+}
+
+/* On resume, log.jsonl keeps only the lines up to the checkpoint's step: the interrupted run
+ * logged the later ones, and they are about to be logged again. Rewritten atomically. */
+static void trim_log(const char *log_path, int64_t step) {
+    FILE *f = fopen(log_path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return;
+        gd_cli_die("%s: %s", log_path, strerror(errno));
+    }
+    char err[600], *tmp, *line = NULL;
+    FILE *w = gd_atomic_open(log_path, &tmp, err, sizeof err);
+    if (!w) gd_cli_die("%s", err);
+    size_t cap = 0;
+    ssize_t n;
+    long dropped = 0;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        if (log_line_upto(line, (size_t)n, step)) fwrite(line, 1, (size_t)n, w);
+        else dropped++;
+    }
+    int ok = !ferror(f);
+    free(line);
+    fclose(f);
+    if (!ok) {
+        gd_atomic_commit(w, tmp, log_path, 0, NULL, 0);
+        gd_cli_die("%s: read error", log_path);
+    }
+    if (!dropped) { /* nothing to take back: the log stays as it is */
+        gd_atomic_commit(w, tmp, log_path, 0, NULL, 0);
+        return;
+    }
+    if (gd_atomic_commit(w, tmp, log_path, 1, err, sizeof err)) gd_cli_die("%s", err);
+}
+
+/* The checkpoint (with the open log window, when there is one) and the exported model. */
+static void save_checkpoint(const trainer *tr, const char *ckpt, const char *model_out) {
+    char err[600], state[256];
+    const char *log_state = NULL;
+    const gd_train_log_state st = {tr->acc_n, tr->loss_acc, tr->mse_acc, tr->vb_acc};
+    if (tr->acc_n > 0 && !gd_train_log_state_format(&st, state, sizeof state)) log_state = state;
+    if (gd_train_checkpoint_save(tr->opt, ckpt, tr->mjson, log_state, err, sizeof err)) gd_cli_die("%s", err);
+    write_model(model_out, tr->opt, tr->net, tr->mjson);
+}
+
 /* Steps from the checkpoint's step (or 0) to the end or --stop-after, logging and checkpointing. */
 static void train(trainer *tr, const options *o, const char *out) {
     gd_optim *opt = tr->opt;
     gd_net *net = tr->net;
-    const char *mjson = tr->mjson;
     const int B = tr->B;
     const int64_t steps = tr->steps;
     char err[600], ckpt[PATH_MAX], model_out[PATH_MAX], log_path[PATH_MAX];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out);
     snprintf(model_out, sizeof model_out, "%s/model.safetensors", out);
     snprintf(log_path, sizeof log_path, "%s/log.jsonl", out);
-    if (o->resume && !access(ckpt, F_OK)) {
-        if (gd_optim_load(opt, ckpt, err, sizeof err)) gd_cli_die("%s", err);
-        if (!o->quiet) fprintf(stderr, "ddpm-train: resumed %s at step %lld\n", ckpt, (long long)gd_optim_step_count(opt));
-    }
+    alloc_buffers(tr);
+    int64_t start = 0;
+    if (o->resume && !access(ckpt, F_OK)) start = resume_from(tr, ckpt, o->quiet);
+    make_out_dir(out);
+    if (o->resume) trim_log(log_path, start);
     FILE *logf = fopen(log_path, o->resume ? "a" : "w");
     if (!logf) gd_cli_die("%s: %s", log_path, strerror(errno));
 
-    double t0 = gd_time_now(), loss_acc = 0;
-    int64_t acc_n = 0, start = gd_optim_step_count(opt);
-    alloc_buffers(tr);
-    if (B > 4096) gd_cli_die("run config: batch_size at most 4096");
+    double t0 = gd_time_now();
     for (int64_t s = start; s < steps; s++) {
         if (o->stop_after >= 0 && s - start >= o->stop_after) { /* a planned stop: checkpoint where we are */
-            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
-            write_model(model_out, opt, net, mjson);
+            save_checkpoint(tr, ckpt, model_out);
             break;
         }
         fill_batch(tr, s);
         double loss = forward_loss(tr, s);
         if (gd_net_backward(net, tr->dout, err, sizeof err)) gd_cli_die("backward: %s", err);
         double gnorm = gd_optim_step(opt);
-        loss_acc += loss;
-        acc_n++;
+        tr->loss_acc += loss;
+        tr->acc_n++;
         int64_t done = s + 1;
         if (done % tr->log_every == 0 || done == steps) {
+            const double acc_n = (double)tr->acc_n;
             double el = gd_time_now() - t0, sps = (double)(done - start) * B / el, eta = (double)(steps - done) * B / sps;
             fprintf(logf, "{\"step\": %lld, \"loss\": %.6f, \"mse\": %.6f, \"vb\": %.6f, \"grad_norm\": %.4f, \"lr\": %.3g, "
                           "\"samples_per_s\": %.2f}\n",
-                    (long long)done, loss_acc / acc_n, tr->mse_acc / acc_n, tr->vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
+                    (long long)done, tr->loss_acc / acc_n, tr->mse_acc / acc_n, tr->vb_acc / acc_n, gnorm, gd_optim_lr(opt), sps);
             fflush(logf);
             if (!o->quiet)
                 fprintf(stderr, "\rstep %lld/%lld  loss %.5f  %.1f samples/s  ETA %.0f min   ", (long long)done,
-                        (long long)steps, loss_acc / acc_n, sps, eta / 60);
-            loss_acc = tr->mse_acc = tr->vb_acc = 0;
-            acc_n = 0;
+                        (long long)steps, tr->loss_acc / acc_n, sps, eta / 60);
+            tr->loss_acc = tr->mse_acc = tr->vb_acc = 0;
+            tr->acc_n = 0;
         }
-        if (done % tr->ckpt_every == 0 || done == steps) {
-            if (gd_optim_save(opt, ckpt, "config", mjson, err, sizeof err)) gd_cli_die("%s", err);
-            write_model(model_out, opt, net, mjson);
-        }
+        if (done % tr->ckpt_every == 0 || done == steps) save_checkpoint(tr, ckpt, model_out);
     }
     if (start >= steps) /* a finished run: export the model again (e.g. after a config edit) */
-        write_model(model_out, opt, net, mjson);
+        write_model(model_out, opt, net, tr->mjson);
     if (!o->quiet) fprintf(stderr, "\nddpm-train: step %lld; %s, %s\n", (long long)gd_optim_step_count(opt), ckpt, model_out);
     fclose(logf);
 }
@@ -453,31 +481,31 @@ int main(int argc, char **argv) {
     gd_cli_parse(&SPEC, argc, argv, &o, NULL, 0);
     if (!o.run) gd_cli_die("need -c RUN.json (see --help)");
     if (o.threads > 0) gd_set_threads(o.threads);
-    run_config rc = {0};
+    gd_train_config rc;
     load_run(o.run, &rc);
     if (o.eval) {
-        int status = evaluate(rc.run, &rc.cfg, rc.out, o.eval);
-        free_run(&rc);
+        int status = evaluate(&rc, o.eval);
+        gd_train_config_free(&rc);
         return status;
     }
     gd_dataset data;
-    load_data(rc.run, &rc.cfg, rc.diffusion, &data);
+    load_data(&rc, &data);
 
-    trainer tr = {.cfg = &rc.cfg, .mjson = rc.mjson, .data = &data, .diffusion = rc.diffusion};
-    read_settings(&tr, rc.run);
+    trainer tr = {.cfg = &rc.model, .mjson = rc.model_json, .data = &data, .diffusion = rc.diffusion};
+    read_settings(&tr, &rc);
     char err[600];
-    gd_model *m = gd_model_random(&rc.cfg, tr.seed + 1);
-    tr.diff = gd_diffusion_new(rc.cfg.noise_schedule, rc.cfg.diffusion_steps, "", err, sizeof err);
+    gd_model *m = gd_model_random(&rc.model, tr.seed + 1);
+    tr.diff = gd_diffusion_new(rc.model.noise_schedule, rc.model.diffusion_steps, "", err, sizeof err);
     if (!tr.diff) gd_cli_die("%s", err);
     gd_model_make_trainable(m);
     tr.net = gd_net_new_train(m, tr.B, err, sizeof err);
     if (!tr.net) gd_cli_die("%s", err);
-    tr.opt = new_optimizer(&tr, rc.run);
+    tr.opt = new_optimizer(&tr, &rc);
     train(&tr, &o, rc.out);
 
     free_trainer(&tr);
     gd_model_free(m);
     gd_dataset_free(&data);
-    free_run(&rc);
+    gd_train_config_free(&rc);
     return 0;
 }

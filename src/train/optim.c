@@ -33,6 +33,7 @@
 #include "gd_optim.h"
 #include "core/gd_internal.h"
 #include "gd_safetensors.h"
+#include "gd_train.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -267,8 +268,9 @@ static char *cat2(const char *a, const char *b) {
     return s;
 }
 
-int gd_optim_save(const gd_optim *o, const char *path, const char *meta_key, const char *meta_value, char *err,
-                  size_t errlen) {
+/* keys[i] = values[i] for i < n_meta; a NULL key or value is skipped. */
+static int save_with_meta(const gd_optim *o, const char *path, int n_meta, const char *const *keys,
+                          const char *const *values, char *err, size_t errlen) {
     if (!o || !path) {
         gd_errf(err, errlen, "gd_optim_save: no optimizer or path");
         return -1;
@@ -304,14 +306,39 @@ int gd_optim_save(const gd_optim *o, const char *path, const char *meta_key, con
         gd_st_writer_free(wr);
         return -1;
     }
-    if (meta_key && meta_value && gd_st_writer_meta(wr, meta_key, meta_value) != 0) {
-        gd_errf(err, errlen, "%s: cannot add metadata '%s'", path, meta_key);
-        gd_st_writer_free(wr);
-        return -1;
-    }
+    for (int i = 0; i < n_meta; i++)
+        if (keys[i] && values[i] && gd_st_writer_meta(wr, keys[i], values[i]) != 0) {
+            gd_errf(err, errlen, "%s: cannot add metadata '%s'", path, keys[i]);
+            gd_st_writer_free(wr);
+            return -1;
+        }
     int rc = gd_st_writer_save(wr, path, err, errlen);
     gd_st_writer_free(wr);
     return rc == 0 ? 0 : -1;
+}
+
+int gd_optim_save(const gd_optim *o, const char *path, const char *meta_key, const char *meta_value, char *err,
+                  size_t errlen) {
+    return save_with_meta(o, path, 1, &meta_key, &meta_value, err, errlen);
+}
+
+int gd_train_checkpoint_save(const gd_optim *o, const char *path, const char *config_json, const char *train_log,
+                             char *err, size_t errlen) {
+    const char *keys[2] = {"config", "train_log"}, *values[2] = {config_json, train_log};
+    return save_with_meta(o, path, 2, keys, values, err, errlen);
+}
+
+/* A checkpoint is input like any file: weights, moments and EMA must be finite (and the second
+ * moments non-negative, sqrt's domain), or the resumed run trains on NaN. Index of the first bad
+ * value, or -1. */
+static int64_t first_bad_value(const gd_st_tensor *x, int second_moment) {
+    const float *v = (const float *)x->data;
+    for (int64_t j = 0; j < x->numel; j++) {
+        float f;
+        memcpy(&f, v + j, sizeof f); /* the mapping need not be float-aligned */
+        if (!isfinite(f) || (second_moment && f < 0)) return j;
+    }
+    return -1;
 }
 
 /* Which state a file tensor name refers to: kind -1 weights, 0..2 as KIND_PREFIX; -2 the step;
@@ -372,6 +399,12 @@ int gd_optim_load(gd_optim *o, const char *path, char *err, size_t errlen) {
         if (x->numel != o->p[i].n) {
             gd_errf(err, errlen, "%s: tensor '%s' has %lld elements, the optimizer's parameter has %lld", path,
                     x->name, (long long)x->numel, (long long)o->p[i].n);
+            goto done;
+        }
+        int64_t bad = first_bad_value(x, kind == 1);
+        if (bad >= 0) {
+            gd_errf(err, errlen, "%s: tensor '%s' holds a %s value at element %lld", path, x->name,
+                    kind == 1 ? "negative or non-finite" : "non-finite", (long long)bad);
             goto done;
         }
         src[(size_t)i * 4 + (size_t)(kind + 1)] = x;
