@@ -22,8 +22,12 @@ static int slices(void) {
 
 gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
     if (!qkv) return NULL;
-    if (qkv->ndim != 3 || heads < 1 || qkv->ne[1] % (3 * heads)) {
-        gd_ctx_fail(ctx, "attention: '%s' must be [N, 3C, T] with C divisible by %d heads", qkv->name, heads);
+    if (qkv->ndim != 3 || qkv->ne[1] % 3) {
+        gd_ctx_fail(ctx, "attention: the input must be [N, 3C, T] (query, key and value channels)");
+        return NULL;
+    }
+    if (heads < 1 || qkv->ne[1] % (3 * heads)) { /* configs are checked for this (gd_config_parse) */
+        gd_ctx_fail(ctx, "attention: %lld channels do not split into %d heads", (long long)(qkv->ne[1] / 3), heads);
         return NULL;
     }
     int64_t ne[3] = {qkv->ne[0], qkv->ne[1] / 3, qkv->ne[2]};

@@ -48,7 +48,7 @@ size_t gd_dtype_size(gd_dtype dt) {
 
 gd_tensor *gd_new_tensor(gd_ctx *ctx, gd_dtype dt, int ndim, const int64_t *ne) {
     if (ctx->n >= ctx->cap) {
-        gd_ctx_fail(ctx, "context full (%d tensors)", ctx->cap);
+        gd_ctx_fail(ctx, "the network is too large: more than %d tensors in one graph", ctx->cap);
         return NULL;
     }
     if (ndim < 1 || ndim > GD_MAX_DIMS) {

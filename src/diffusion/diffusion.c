@@ -31,6 +31,10 @@ int gd_beta_schedule(const char *name, int T, double *betas) {
 }
 
 int gd_space_timesteps(int T, const char *spec, unsigned char *keep, char *err, size_t errlen) {
+    if (T < 1 || T > 100000) { /* (size_t)T below would turn a negative count into a huge write */
+        snprintf(err, errlen, "diffusion_steps %d out of range [1, 100000]", T);
+        return -1;
+    }
     memset(keep, 0, (size_t)T);
     if (!spec || !*spec) {
         memset(keep, 1, (size_t)T);

@@ -5,6 +5,7 @@
  * statement of this rule; tests/test_pt_config.c checks the two agree on every released config.) */
 #include "nn/config_src.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,14 +81,42 @@ typedef struct {
     long long S, cin, mc, nrb, K, label_rows, pool; /* pool: 1 attention, 2 adaptive */
     int ssn, updown, learn_sigma;
     double cm[16];
+    long long width[16]; /* int(cm[level] * mc) */
     int ncm;
     long long ds[16];
     int nds;
 } arch;
 
+/* Python's int() of a float the config's arithmetic gives: its ValueError / OverflowError text for
+ * NaN and infinity (-2). Beyond 2^53, where Python carries on with a big integer that matches no
+ * checkpoint, the config is refused (-1) rather than cast (undefined in C). */
+static int py_int(double d, long long *out, char *err, size_t errlen) {
+    if (isnan(d)) return snprintf(err, errlen, "cannot convert float NaN to integer"), -2;
+    if (isinf(d)) return snprintf(err, errlen, "cannot convert float infinity to integer"), -2;
+    if (fabs(d) >= 9007199254740992.0) return snprintf(err, errlen, "config: a size of %.15g is too large", d), -1;
+    *out = (long long)d;
+    return 0;
+}
+
+/* Integer keys bounded so that no product of the tensor shapes below overflows. */
+static int too_large(const char *key, long long v, char *err, size_t errlen) {
+    if (v >= -(1LL << 31) && v <= 1LL << 31) return 0;
+    snprintf(err, errlen, "config: \"%s\" %lld is too large", key, v);
+    return 1;
+}
+
 static int has_ds(const arch *a, long long ds) {
     for (int i = 0; i < a->nds; i++)
         if (a->ds[i] == ds) return 1;
+    return 0;
+}
+
+/* int(m * mc) per level, where expected_tensors first needs them (after the labels, before the head). */
+static int widths(arch *a, char *err, size_t errlen) {
+    for (int i = 0; i < a->ncm; i++) {
+        int rc = py_int(a->cm[i] * (double)a->mc, &a->width[i], err, errlen);
+        if (rc) return rc;
+    }
     return 0;
 }
 
@@ -110,7 +139,12 @@ static int read_arch(const pj *cfg, arch *a, char *err, size_t errlen) {
         return -2;
     }
     int rc = -2;
-#define INT(key, dst) if (pj_to_int(pj_get(c, key), dst, err, errlen)) goto done
+#define INT(key, dst)                                                                              \
+    if (pj_to_int(pj_get(c, key), dst, err, errlen)) goto done;                                    \
+    if (too_large(key, *(dst), err, errlen)) {                                                     \
+        rc = -1;                                                                                   \
+        goto done;                                                                                 \
+    }
 #define BOOL(key, dst) if ((rc = -1, pj_to_bool(pj_get(c, key), dst, err, errlen))) goto done; rc = -2
     INT("image_size", &a->S);
     INT("in_channels", &a->cin);
@@ -136,7 +170,9 @@ static int read_arch(const pj *cfg, arch *a, char *err, size_t errlen) {
     int nres = pj_num_list(pj_get(c, cls ? "classifier_attention_resolutions" : "attention_resolutions"), res, 16, err, errlen);
     if (nres < 0) goto done;
     for (int i = 0; i < nres; i++) {
-        long long ri = (long long)res[i];
+        long long ri;
+        if ((rc = py_int(res[i], &ri, err, errlen))) goto done;
+        rc = -2;
         if (!ri) {
             snprintf(err, errlen, "integer division or modulo by zero");
             goto done;
@@ -145,6 +181,8 @@ static int read_arch(const pj *cfg, arch *a, char *err, size_t errlen) {
     }
     if (cls) {
         INT("num_classes", &a->K);
+        if ((rc = widths(a, err, errlen))) goto done;
+        rc = -2;
         const pj *pool = pj_get(c, "classifier_pool");
         a->pool = pj_is_str(pool, "attention") ? 1 : pj_is_str(pool, "adaptive") ? 2 : 0;
         if (!a->pool) {
@@ -162,6 +200,7 @@ static int read_arch(const pj *cfg, arch *a, char *err, size_t errlen) {
             BOOL("null_class", &nul);
             a->label_rows += nul;
         }
+        if ((rc = widths(a, err, errlen))) goto done;
     }
     rc = 0;
 done:
@@ -176,13 +215,17 @@ int cfg_expected(const pj *cfg, cfg_tensor **out, int *n, char *err, size_t errl
     arch a;
     *out = NULL, *n = 0;
     int rc = read_arch(cfg, &a, err, errlen);
-    if (rc) return rc;
+    if (rc) { /* one line: a value quoted from the config may hold a newline */
+        for (char *c = err; c && errlen && *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' ';
+        return rc;
+    }
     list l = {.E = 4 * a.mc, .ssn = a.ssn};
     char p[64];
     add(&l, "time_embed.0.weight", 2, l.E, a.mc, 0, 0), add(&l, "time_embed.0.bias", 1, l.E, 0, 0, 0);
     add(&l, "time_embed.2.weight", 2, l.E, l.E, 0, 0), add(&l, "time_embed.2.bias", 1, l.E, 0, 0, 0);
     if (a.kind != 2 && a.label_rows) add(&l, "label_emb.weight", 2, a.label_rows, l.E, 0, 0);
-    long long ch = (long long)(a.cm[0] * (double)a.mc), input_ch = ch, ds = 1;
+    long long ch = a.width[0], input_ch = ch, ds = 1;
     add(&l, "input_blocks.0.0.weight", 4, ch, a.kind == 1 ? 2 * a.cin : a.cin, 3, 3), add(&l, "input_blocks.0.0.bias", 1, ch, 0, 0, 0);
     long long chans[1024];
     int nch = 0, b = 1;
@@ -190,8 +233,8 @@ int cfg_expected(const pj *cfg, cfg_tensor **out, int *n, char *err, size_t errl
     for (int level = 0; level < a.ncm; level++) {
         for (long long i = 0; i < a.nrb && nch < 1023; i++, b++) {
             snprintf(p, sizeof p, "input_blocks.%d.0", b);
-            resblock(&l, p, ch, (long long)(a.cm[level] * (double)a.mc));
-            ch = (long long)(a.cm[level] * (double)a.mc);
+            resblock(&l, p, ch, a.width[level]);
+            ch = a.width[level];
             snprintf(p, sizeof p, "input_blocks.%d.1", b);
             if (has_ds(&a, ds)) attention(&l, p, ch);
             chans[nch++] = ch;
@@ -224,7 +267,7 @@ int cfg_expected(const pj *cfg, cfg_tensor **out, int *n, char *err, size_t errl
                     free(l.t);
                     return -2;
                 }
-                long long ich = chans[--nch], co = (long long)(a.mc * a.cm[level]);
+                long long ich = chans[--nch], co = a.width[level];
                 snprintf(p, sizeof p, "output_blocks.%d.0", b);
                 resblock(&l, p, ch + ich, co);
                 ch = co;

@@ -92,7 +92,8 @@ gd_model *gd_model_load_opts(const char *path, const gd_load_opts *o, char *err,
         if ((uintptr_t)data % es) {
             data = malloc(t->nbytes ? t->nbytes : 1);
             if (!data) {
-                snprintf(err, errlen, "out of memory");
+                snprintf(err, errlen, "%s: out of memory copying tensor '%s' (%.1f MiB)", path, t->name,
+                         (double)t->nbytes / 1048576.0);
                 goto fail;
             }
             memcpy(data, t->data, t->nbytes);
@@ -162,15 +163,23 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
+/* NULL only when memory runs out, with the model's error saying how much was asked for: a weight
+ * that cannot be allocated is not a missing one. */
 static param *make_random(gd_model *m, const char *name, int ndim, const int64_t *ne) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= ne[i];
     if (m->shapes_only) {
-        if (add_param(m, name, GD_F32, ndim, ne, NULL, false)) return NULL;
+        if (add_param(m, name, GD_F32, ndim, ne, NULL, false)) {
+            model_fail(m, "out of memory");
+            return NULL;
+        }
         return &m->p[m->n - 1];
     }
     float *d = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    if (!d) return NULL;
+    if (!d) {
+        model_fail(m, "out of memory: the random weights of '%s' need %.1f MiB", name, (double)n * sizeof(float) / 1048576.0);
+        return NULL;
+    }
     uint64_t s = m->seed;
     for (const char *c = name; *c; c++) s = s * 1099511628211ull ^ (uint64_t)(unsigned char)*c;
     size_t len = strlen(name);
@@ -183,6 +192,7 @@ static param *make_random(gd_model *m, const char *name, int ndim, const int64_t
     }
     if (add_param(m, name, GD_F32, ndim, ne, d, true)) {
         free(d);
+        model_fail(m, "out of memory");
         return NULL;
     }
     return &m->p[m->n - 1];
@@ -195,7 +205,9 @@ gd_tensor *gd_model_param(gd_ctx *ctx, gd_model *m, int ndim, const int64_t *ne,
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     param *p = find(m, name);
-    if (!p && !m->st) p = make_random(m, name, ndim, ne);
+    if (!p && !m->st) {
+        if (!(p = make_random(m, name, ndim, ne))) return NULL; /* its error is set */
+    }
     if (!p) {
         model_fail(m, "missing tensor '%s'", name);
         return NULL;
