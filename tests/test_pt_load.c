@@ -357,7 +357,13 @@ static void test_convert_cli(void) {
     CHECK(r.status == 0 && cli_count_lines(r.out) == 16 && strstr(r.out, "256x256_classifier+0.1ECT.pt"), "--list: %s", r.out);
     cli_run_free(&r);
     int before = cli_count_entries(d);
-    char cases[12][2][4096];
+    char cases[14][2][4096], badcfg[700];
+    snprintf(badcfg, sizeof badcfg, "%s/src/bad.json", d);
+    { /* a config the converter would copy into a file the loader then refuses */
+        char txt[8192];
+        snprintf(txt, sizeof txt, "{\"bogus_key\": 1, %s", cfg + 1);
+        cli_write_file(badcfg, txt, strlen(txt));
+    }
     int nc = 0;
 #define CASE(want, ...) (snprintf(cases[nc][0], sizeof cases[nc][0], __VA_ARGS__), snprintf(cases[nc][1], sizeof cases[nc][1], "%s", want), nc++)
     CASE("no checkpoint given", "-d %s", d);
@@ -373,6 +379,7 @@ static void test_convert_cli(void) {
     CASE("none.txt: No such file", "%s --flags '%s' --class-names %s/none.txt -d %s", pt, UNET_FLAGS, d, d);
     CASE("conv_base.npz: a zip archive but not a PyTorch checkpoint", "tests/fixtures/conv_base.npz -d %s", d);
     CASE("output would overwrite the input", "%s -o %s", pt, pt);
+    CASE("would not load: config: unknown key \"bogus_key\"", "%s --config %s -d %s", pt, badcfg, d);
 #undef CASE
     for (int i = 0; i < nc; i++) expect_fail(d, cases[i][0], cases[i][1]);
     CHECK(cli_count_entries(d) == before, "nothing written by the refused conversions (%d entries, was %d)", cli_count_entries(d), before);

@@ -179,6 +179,15 @@ int gd_convert_checkpoint(const char *in, const char *out, const gd_convert_opts
     if (!f || !sd || check_state_dict(in, sd, n, err, errlen) || !(cfg = config_for(in, f, sd, n, o, info, err, errlen))) goto done;
     int64_t data = 0;
     cj = pj_dumps(cfg, 0);
+    { /* never write a file the loader refuses (an unknown key from --config, a bad value) */
+        gd_config chk;
+        char e3[1024];
+        if (cj && gd_config_parse(cj, &chk, e3, sizeof e3)) {
+            gd_errf(err, errlen, "the config from %s would not load: %s", info->source, e3);
+            goto done;
+        }
+        if (cj) gd_config_free(&chk);
+    }
     meta = pj_dict();
     int ok = cj && meta && !pj_set(meta, "config", pj_str(cj)) && !pj_set(meta, "source", pj_str(base_name(in))) &&
              !pj_set(meta, "converter", pj_str(CONVERTER));
