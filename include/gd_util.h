@@ -35,6 +35,10 @@ int gd_atomic_remove_stale(const char *path, int glob, int (*keep)(const char *p
 int gd_map_file(const char *path, void **map, size_t *len, char *err, size_t errlen);
 void gd_unmap_file(void *map, size_t len);
 
+/* The k-th smallest of v[0..n) (0-based, Hoare selection), reordering v so that every element
+ * after index k is >= it; allocates nothing. */
+double gd_select_kth(double *v, int64_t n, int64_t k);
+
 /* SHA-256 (src/util/sha256.c): init, update any number of times, final gives the 32-byte digest;
  * gd_sha256_hex writes it as sha256sum prints it (64 lowercase hex digits and a NUL).
  * gd_sha256_file hashes a whole file: 0, or -1 with err when it cannot be opened or read. */

@@ -22,35 +22,14 @@ struct gd_solver {
     float *grid;             /* [outer+1] continuous t of the outer steps */
     int *orders;             /* [outer] order of each outer step (2S: 1 or 2) */
     float *eval_t;           /* [nfe] model timesteps, in order */
-    float *out, *eps, *g, *work, *sortbuf;
+    float *out, *eps, *g, *work;
+    double *sortbuf;         /* |x0| of one sample, for the thresholding quantile */
     float *hist[3];          /* multistep history of x0, newest last */
     float hist_t[3];
     float *xt_, *m_new;      /* UniPC base step, the corrector's x0; 2S: x at s1, its x0 */
 };
 
 /* ---- the model wrapper: guided, corrected data prediction at (x, t) ---- */
-
-/* k-th smallest of v[0..n-1] (reorders v); no allocation. */
-static float select_kth(float *v, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        const float pivot = v[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot) i++;
-            while (v[j] > pivot) j--;
-            if (i <= j) {
-                float tmp = v[i];
-                v[i] = v[j], v[j] = tmp;
-                i++, j--;
-            }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return v[k];
-    }
-    return v[k];
-}
 
 /* Imagen's dynamic thresholding as dpm-solver applies it: per sample, s = max(quantile(|x0|,
  * ratio), max_val) with torch.quantile's linear interpolation, then x0 = clamp(x0, -s, s) / s. */
@@ -63,11 +42,11 @@ static void dynamic_threshold(gd_solver *s, float *x0) {
     for (int b = 0; b < s->p.N; b++) {
         float *v = x0 + b * per;
         for (int64_t i = 0; i < per; i++) s->sortbuf[i] = fabsf(v[i]);
-        float lo = select_kth(s->sortbuf, per, below), hi = lo;
+        float lo = (float)gd_select_kth(s->sortbuf, per, below), hi = lo;
         if (below + 1 < per) { /* the next order statistic: the smallest of the part above */
             hi = INFINITY;
             for (int64_t i = below + 1; i < per; i++)
-                if (s->sortbuf[i] < hi) hi = s->sortbuf[i];
+                if (s->sortbuf[i] < hi) hi = (float)s->sortbuf[i];
         }
         const float qv = w < 0.5f ? lo + w * (hi - lo) : hi - (hi - lo) * (1.0f - w); /* torch.lerp */
         const float sc = qv > floor_ ? qv : floor_;
@@ -316,7 +295,7 @@ gd_solver *gd_solver_new(const gd_solver_params *p, char *err, size_t errlen) {
     s->eps = malloc(sizeof(float) * n);
     s->g = malloc(sizeof(float) * n);
     s->work = malloc(sizeof(float) * n);
-    s->sortbuf = malloc(sizeof(float) * (size_t)s->per);
+    s->sortbuf = malloc(sizeof(double) * (size_t)s->per);
     s->xt_ = malloc(sizeof(float) * n);
     s->m_new = malloc(sizeof(float) * n);
     for (int i = 0; i < 3; i++) s->hist[i] = malloc(sizeof(float) * n);

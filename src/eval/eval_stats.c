@@ -1,5 +1,6 @@
 /* FID, precision/recall, Inception-style score: the statistics of include/gd_eval.h. */
 #include "gd_eval.h"
+#include "gd_util.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -116,28 +117,6 @@ static double *widen(const float *x, int64_t n, int d, double **norms) {
     return y;
 }
 
-/* k-th smallest of v[0..n) (0-based), reordering v (Hoare selection). */
-static double select_kth(double *v, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        double pivot = v[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (v[i] < pivot) i++;
-            while (v[j] > pivot) j--;
-            if (i <= j) {
-                double t = v[i];
-                v[i] = v[j], v[j] = t;
-                i++, j--;
-            }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else break;
-    }
-    return v[k];
-}
-
 enum { ROW_BLOCK = 1024 };
 
 int gd_knn_radii(const float *x, int64_t n, int d, int k, double *radii) {
@@ -152,7 +131,7 @@ int gd_knn_radii(const float *x, int64_t n, int d, int k, double *radii) {
         int64_t nb = n - r0 < ROW_BLOCK ? n - r0 : ROW_BLOCK;
         sq_dists(X, nx, r0, nb, X, nx, n, d, blk);
 #pragma omp parallel for
-        for (int64_t i = 0; i < nb; i++) radii[r0 + i] = select_kth(blk + i * n, n, k);
+        for (int64_t i = 0; i < nb; i++) radii[r0 + i] = gd_select_kth(blk + i * n, n, k);
     }
     free(blk);
     free(X);
