@@ -14,10 +14,12 @@
  *    short file that claims to be huge costs no huge allocation.
  *  - Folders: dir/<class>/<file>. Names starting with '.' are ignored everywhere (".", "..",
  *    .DS_Store, editor files). Every other entry of dir must be a folder (a class), and every
- *    other entry of a class folder must be a regular file that stb_image decodes as PNG, JPEG,
- *    BMP or GIF (first frame; guided-diffusion's loader takes GIFs too). stb is built with only
- *    those decoders, so no other file is mistaken for, e.g., a headerless TGA. Anything else is
- *    an error that names the entry. Symbolic links are followed. Classes are the subfolder names
+ *    other entry of a class folder must be a regular file of at most 256 MiB whose first bytes
+ *    are a PNG, JPEG, BMP or GIF signature (GIF: the first frame; guided-diffusion's loader
+ *    takes GIFs too), so no other file is mistaken for, e.g., a headerless TGA. Image files are
+ *    untrusted: io/image_decode.h checks each in full before anything decodes it (our own PNG
+ *    reader; stb_image for the others, on checked data only). Anything else is an error that
+ *    names the entry. Symbolic links are followed. Classes are the subfolder names
  *    sorted by strcmp (byte order = Python's sorted() on UTF-8 names), labelled 0, 1, ... in that
  *    order; files are sorted the same way within each class, and images are stored class by
  *    class in that order. An empty class folder, or a dir without classes, is an error (so
@@ -28,8 +30,9 @@
  *    convert("L"): (19595 R + 38470 G + 7471 B + 2^15) >> 16, the fixed-point form of ITU-R 601
  *    (299 R + 587 G + 114 B) / 1000 that Pillow uses (checked equal to Pillow 9.4 on all 2^24
  *    colours; plain rounding of the /1000 form differs on 9040 of them). 16-bit PNGs are reduced
- *    to 8 bits by stb (v >> 8). Files are decoded in parallel (OpenMP); when several fail, the
- *    error reported is that of the first in load order, so messages do not depend on timing.
+ *    to 8 bits (v >> 8, as stb_image did). Files are decoded in parallel (OpenMP); when several
+ *    fail, the error reported is that of the first in load order, so messages do not depend on
+ *    timing.
  *  - Permutation: Fisher-Yates (for i = n-1 down to 1: j uniform in [0, i], swap perm[i] and
  *    perm[j]) on a splitmix64 stream (state += 0x9E3779B97F4A7C15; output = mix(state), mix being
  *    splitmix64's finaliser) whose state starts at seed XOR mix(epoch + 0x9E3779B97F4A7C15), i.e.
@@ -46,6 +49,7 @@
 #include "gd_dataset.h"
 #include "gd_image.h"
 #include "gd_util.h"
+#include "io/image_decode.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -57,38 +61,12 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
-/* stb_image, private to this file (static), with the PNG, JPEG, BMP and GIF decoders only.
- * Debian's stb 2022-09 declares stbi_set_unpremultiply_on_load_thread but defines it under
- * another name; the alias keeps "declared static but never defined" quiet (as in test_image.c). */
-#define STB_IMAGE_IMPLEMENTATION
-#define STB_IMAGE_STATIC
-#define STBI_NO_STDIO
-#define STBI_NO_LINEAR
-#define STBI_NO_HDR
-#define STBI_ONLY_PNG
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_BMP
-/* GIF: guided-diffusion reads GIFs too; also, stb declares stbi_load_gif_from_memory whatever the
- * decoders, and GCC's "declared static but never defined" for it ignores the pragmas below. */
-#define STBI_ONLY_GIF
-#define stbi_set_unpremultiply_on_load_thread stbi__unpremultiply_on_load_thread
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wcast-qual"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
-
 #define IDX_MAGIC_IMAGES 0x00000803u
 #define IDX_MAGIC_LABELS 0x00000801u
 #define IDX_MAX_N 100000000u
 #define IDX_MAX_DIM 4096u
 #define FOLDER_MAX_SIZE 4096
+#define IMAGE_MAX_FILE ((uint64_t)256 << 20) /* bytes of one image file */
 #define READ_CHUNK ((size_t)1 << 30)  /* gzread takes an unsigned and returns an int */
 #define GROW_START ((size_t)64 << 20) /* first pixel buffer; doubles as data arrives */
 
@@ -368,71 +346,44 @@ static int list_dir(const char *dir, strvec *out, char *err, size_t errlen) {
     return 0;
 }
 
-/* stb_image callbacks on a FILE (as stb's own stdio ones), so that only what the decoder needs is
- * read: a large non-image file is rejected after its first bytes. */
-static int cb_read(void *user, char *data, int size) { return (int)fread(data, 1, (size_t)size, (FILE *)user); }
-static void cb_skip(void *user, int n) {
-    FILE *f = user;
-    fseek(f, n, SEEK_CUR);
-    int ch = fgetc(f);
-    if (ch != EOF) ungetc(ch, f);
-}
-static int cb_eof(void *user) { return feof((FILE *)user) || ferror((FILE *)user); }
-static const stbi_io_callbacks file_cb = {cb_read, cb_skip, cb_eof};
-
-/* PIL's convert("L") (Convert.c: L24). */
-static inline uint8_t luminance(const uint8_t *p) {
-    return (uint8_t)(((uint32_t)p[0] * 19595u + (uint32_t)p[1] * 38470u + (uint32_t)p[2] * 7471u + 0x8000u) >> 16);
-}
-
-/* Decodes path into out (size x size x channels). Returns 0, or -1 with a message in msg. */
+/* Reads path whole (after its first bytes show an image format, so that a large non-image file
+ * costs one small read) and decodes it into out (size x size x channels). Returns 0, or -1 with
+ * a message in msg. */
 static int load_image(const char *path, int channels, int size, uint8_t *out, char *msg, size_t msglen) {
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(msg, msglen, "%s: cannot open: %s", path, strerror(errno));
+        gd_errf(msg, msglen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_callbacks(&file_cb, f, &w, &h, &comp)) {
-        snprintf(msg, msglen, "%s: not a PNG, JPEG, BMP or GIF image (stb_image: %s)", path, stbi_failure_reason());
-        fclose(f);
-        return -1;
+    uint8_t head[8], *buf = NULL;
+    size_t nh = fread(head, 1, sizeof head, f);
+    struct stat st;
+    int rc = -1, w, h;
+    if (!gd_image_format(head, nh)) {
+        gd_errf(msg, msglen, "%s: not a PNG, JPEG, BMP or GIF image", path);
+    } else if (fstat(fileno(f), &st) != 0 || st.st_size < (off_t)nh) {
+        gd_errf(msg, msglen, "%s: cannot read: %s", path, strerror(errno ? errno : EIO));
+    } else if ((uint64_t)st.st_size > IMAGE_MAX_FILE) {
+        gd_errf(msg, msglen, "%s: file of %lld bytes is too large for a dataset image (limit %d MiB)", path,
+                (long long)st.st_size, (int)(IMAGE_MAX_FILE >> 20));
+    } else if (!(buf = malloc((size_t)st.st_size))) {
+        gd_errf(msg, msglen, "%s: out of memory for a file of %lld bytes", path, (long long)st.st_size);
+    } else {
+        size_t len = (size_t)st.st_size;
+        memcpy(buf, head, nh);
+        if (fread(buf + nh, 1, len - nh, f) != len - nh)
+            gd_errf(msg, msglen, "%s: read failed (the file changed while being read?)", path);
+        else if (gd_image_probe(path, buf, len, &w, &h, msg, msglen) != 0)
+            ;
+        else if (w != size || h != size)
+            gd_errf(msg, msglen, "%s: image is %dx%d (width x height), expected %dx%d", path, w, h, size, size);
+        else
+            rc = gd_image_decode(path, buf, len, w, h, channels, out, msg, msglen);
     }
-    if (w != size || h != size) {
-        snprintf(msg, msglen, "%s: image is %dx%d (width x height), expected %dx%d", path, w, h, size, size);
-        fclose(f);
-        return -1;
-    }
-    rewind(f);
-    uint8_t *px = stbi_load_from_callbacks(&file_cb, f, &w, &h, &comp, 0);
+    free(buf);
     fclose(f);
-    if (!px) {
-        snprintf(msg, msglen, "%s: cannot decode image (stb_image: %s)", path, stbi_failure_reason());
-        return -1;
-    }
-    if (w != size || h != size || comp < 1 || comp > 4) {
-        snprintf(msg, msglen, "%s: decoded as %dx%d with %d channels, expected %dx%d", path, w, h, comp, size, size);
-        stbi_image_free(px);
-        return -1;
-    }
-    size_t npx = (size_t)size * (size_t)size;
-    for (size_t i = 0; i < npx; i++) {
-        const uint8_t *s = px + i * (size_t)comp;
-        uint8_t *o = out + i * (size_t)channels;
-        if (comp <= 2) { /* gray, gray + alpha */
-            for (int k = 0; k < channels; k++)
-                o[k] = s[0];
-        } else if (channels == 3) { /* RGB, RGBA */
-            o[0] = s[0];
-            o[1] = s[1];
-            o[2] = s[2];
-        } else {
-            o[0] = luminance(s);
-        }
-    }
-    stbi_image_free(px);
-    return 0;
+    return rc;
 }
 
 /* The image files of a dataset folder, in load order, and their labels. */
