@@ -39,6 +39,9 @@ void gd_unmap_file(void *map, size_t len);
  * after index k is >= it; allocates nothing. */
 double gd_select_kth(double *v, int64_t n, int64_t k);
 
+/* 1 when v[0, n) holds no NaN or Inf (src/util/finite.c). */
+int gd_all_finite(const float *v, int64_t n);
+
 /* SHA-256 (src/util/sha256.c): init, update any number of times, final gives the 32-byte digest;
  * gd_sha256_hex writes it as sha256sum prints it (64 lowercase hex digits and a NUL).
  * gd_sha256_file hashes a whole file: 0, or -1 with err when it cannot be opened or read. */

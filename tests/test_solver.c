@@ -198,7 +198,42 @@ static void test_schedule_vectors(void) {
     free(lin);
 }
 
+/* A denoiser that returns NaN from its third call on: every solver stops there, naming the
+ * evaluation, instead of finishing on a black image. */
+static int nan_eval(gd_denoiser *self, const float *x, double t_in, float *out, char *err, size_t errlen) {
+    gauss_denoiser *g = (gauss_denoiser *)self;
+    int rc = gauss_eval(self, x, t_in, out, err, errlen);
+    if (g->calls >= 3) out[5] = NAN;
+    return rc;
+}
+
+static void test_nan_stops(void) {
+    const int T = 1000;
+    double *ab = linear_abar(T);
+    gd_vp_schedule vp;
+    char err[256];
+    gd_vp_schedule_init(&vp, ab, T, err, sizeof err);
+    const gd_solver_kind kinds[] = {GD_SOLVER_DPMPP_2M, GD_SOLVER_DPMPP_3M, GD_SOLVER_DPMPP_2S, GD_SOLVER_UNIPC};
+    for (int k = 0; k < 4; k++) {
+        gauss_denoiser g = {.base = {nan_eval, 0}, .vp = &vp};
+        for (int i = 0; i < GPER; i++) g.mu[i] = 0, g.s[i] = 0.5;
+        fixed_noise z = {.base = {fixed_fill}};
+        gd_solver_params p = {.alphas_cumprod = ab, .T = T, .kind = kinds[k], .steps = 10, .time_schedule = GD_TIME_UNIFORM,
+                              .correct = GD_X0_CLIP, .N = GN, .C = 1, .H = 4, .W = 4, .model = &g.base, .noise = &z.base};
+        gd_solver *s = gd_solver_new(&p, err, sizeof err);
+        float x[GN * GPER];
+        err[0] = 0;
+        const int rc = s ? gd_solver_run(s, x, err, sizeof err) : 0;
+        CHECK(rc == -1 && strstr(err, "evaluation 3 of 10") && strstr(err, "non-finite"), "solver %d: rc %d, '%s'", k, rc, err);
+        gd_solver_free(s);
+    }
+    printf("    NaN at the third evaluation: %s\n", err);
+    gd_vp_schedule_free(&vp);
+    free(ab);
+}
+
 GD_TEST_TABLE(gd_tests_solver) = {
+    {"solvers: a non-finite model output stops every solver at that evaluation", test_nan_stops},
     {"solvers: schedule and time grids match the spec's float32 test vectors", test_schedule_vectors},
     {"solvers: Gaussian data, each solver converges at its order to the exact ODE solution", test_gauss_orders},
     {NULL, NULL},

@@ -21,16 +21,8 @@ static int net_eval(gd_denoiser *base, const float *x, double t, float *out, cha
     if (gd_net_forward(d->net, err, errlen)) return -1;
     const size_t n = (size_t)N * d->out_ch * d->HW;
     memcpy(out, gd_net_output(d->net)->data, sizeof(float) * n);
-    /* NaN/Inf weights (a corrupt file) would otherwise give black images and success, whichever
-     * solver runs; checked on the exponent bits with an OR that vectorizes, next to nothing
-     * beside the network pass */
-    uint32_t bad = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &out[i], sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad) {
+    /* here, so that every sampler and solver gets it */
+    if (!gd_all_finite(out, (int64_t)n)) {
         gd_errf(err, errlen, "the model produced non-finite values (NaN/Inf); its weights may be corrupt");
         return -1;
     }

@@ -63,20 +63,26 @@ static int model_x0(gd_solver *s, const float *x, float t, float *x0, char *err,
     const float alpha = gd_vp_alpha(&s->vp, t), sigma = gd_vp_sigma(&s->vp, t);
     if (s->evals < s->nfe) s->eval_t[s->evals] = t_in;
     s->evals++;
-    if (p->model->eval(p->model, x, (double)t_in, s->out, err, errlen)) return -1;
+    /* the net denoiser checks its output itself; a denoiser from elsewhere may not */
+    const int failed = p->model->eval(p->model, x, (double)t_in, s->out, err, errlen);
+    if (failed || !gd_all_finite(s->out, s->n * (p->model->learned_sigma ? 2 : 1))) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", failed && err ? err : "the model produced non-finite values (NaN/Inf)");
+        gd_errf(err, errlen, "evaluation %d of %d (t=%.3f): %s", s->evals, s->nfe, t_in, why);
+        return -1;
+    }
     const int ls = p->model->learned_sigma;
     for (int b = 0; b < p->N; b++) memcpy(s->eps + b * s->per, s->out + b * s->per * (ls ? 2 : 1), sizeof(float) * (size_t)s->per);
-    for (int64_t i = 0; i < s->n; i++)
-        if (!isfinite(s->eps[i])) {
-            gd_errf(err, errlen, "evaluation %d of %d (t=%.3f): the model produced non-finite values (NaN/Inf); its weights may be corrupt",
-                    s->evals, s->nfe, t_in);
-            return -1;
-        }
     if (p->guidance) {
         for (int64_t i = 0; i < s->n; i++) x0[i] = (x[i] - sigma * s->eps[i]) / alpha; /* the unguided x0 terms may read */
         gd_step st = {.x = x, .t = t_in, .eps = s->eps, .x0 = x0, .alpha = alpha, .sigma = sigma, .y = p->y,
                       .N = p->N, .C = p->C, .H = p->H, .W = p->W};
         if (gd_guidance_score(p->guidance, &st, s->g, s->work, err, errlen)) return -1;
+        if (!gd_all_finite(s->g, s->n)) {
+            gd_errf(err, errlen, "evaluation %d of %d (t=%.3f): the guidance produced non-finite values (NaN/Inf); a classifier's weights may be corrupt",
+                    s->evals, s->nfe, t_in);
+            return -1;
+        }
         for (int64_t i = 0; i < s->n; i++) s->eps[i] = s->eps[i] - sigma * s->g[i];
     }
     for (int64_t i = 0; i < s->n; i++) x0[i] = (x[i] - sigma * s->eps[i]) / alpha;

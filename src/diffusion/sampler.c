@@ -83,18 +83,6 @@ static void step_view(gd_sampler *s, const float *x, int k, gd_step *st) {
                     .N = p->N, .C = p->C, .H = p->H, .W = p->W};
 }
 
-/* Whether v[0, n) holds no NaN or Inf: an exponent of all ones, tested on the bits with an
- * integer OR that vectorizes, so a check costs next to nothing beside a network pass. */
-static int all_finite(const float *v, int64_t n) {
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &v[i], sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    return !bad;
-}
-
 /* A step's failure, with where it happened: "step 3 of 25 (t=...): what". NaN/Inf weights (a
  * corrupt file) would otherwise run to the end and save black images. */
 static int step_fail(const gd_sampler *s, int k, const char *what, char *err, size_t errlen) {
@@ -105,7 +93,7 @@ static int step_fail(const gd_sampler *s, int k, const char *what, char *err, si
 
 /* Finite outputs can still overflow the update (a learned variance of 1e30). */
 static int finite_x(const gd_sampler *s, const float *x, int k, char *err, size_t errlen) {
-    if (all_finite(x, s->n)) return 0;
+    if (gd_all_finite(x, s->n)) return 0;
     return step_fail(s, k, "the sample became non-finite (NaN/Inf); the model's outputs are out of range", err, errlen);
 }
 
@@ -119,7 +107,7 @@ int gd_sampler_step(gd_sampler *s, float *x, int k, char *err, size_t errlen) {
         snprintf(why, sizeof why, "%s", err ? err : "");
         return step_fail(s, k, why, err, errlen); /* the step it failed at */
     }
-    if (!all_finite(s->out, s->n * (p->model->learned_sigma ? 2 : 1)))
+    if (!gd_all_finite(s->out, s->n * (p->model->learned_sigma ? 2 : 1)))
         return step_fail(s, k, "the model produced non-finite values (NaN/Inf); its weights may be corrupt", err, errlen);
     if (p->noise->fill(p->noise, d->K - k, s->noise)) {
         gd_errf(err, errlen, "noise source failed");
@@ -141,7 +129,7 @@ int gd_sampler_step(gd_sampler *s, float *x, int k, char *err, size_t errlen) {
         gd_step st;
         step_view(s, x, k, &st);
         if (gd_guidance_score(p->guidance, &st, s->g, s->work, err, errlen)) return -1;
-        if (!all_finite(s->g, s->n))
+        if (!gd_all_finite(s->g, s->n))
             return step_fail(s, k, "the guidance produced non-finite values (NaN/Inf); a classifier's weights may be corrupt",
                              err, errlen);
     }
