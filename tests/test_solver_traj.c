@@ -365,7 +365,35 @@ static void test_solver_bad_flags(void) {
     cli_rmtree(d);
 }
 
+/* An ODE preset's own keys with bad values: one line naming the preset key or the setting. */
+static void test_solver_preset_bad(void) {
+    if (!cli_tool_available("ddpm-sample")) return;
+    static const struct {
+        const char *keys, *want;
+    } cases[] = {
+        {"\"steps\": \"abc\"", "\"steps\" must be an integer"},   {"\"steps\": -1", "\"steps\" must be an integer"},
+        {"\"steps\": 1e9", "\"steps\" must be an integer"},         {"\"steps\": 2.5", "\"steps\" must be an integer"},
+        {"\"steps\": 10, \"time_schedule\": 5", "time_schedule"},   {"\"steps\": 10, \"time_schedule\": \"cos\"", "--time-schedule: 'cos'"},
+        {"\"steps\": 10, \"thresholding\": \"nan\"", "--thresholding"}, {"\"steps\": 10, \"thresholding\": \"0.9:-1\"", "--thresholding"},
+    };
+    char d[512], p[700], args[2048], js[1024];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(p, sizeof p, "%s/bad.json", d);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(js, sizeof js, "{\"model\": \"unet_a\", \"guidance\": \"none\", \"sampler\": \"dpm++2m\", %s}", cases[i].keys);
+        cli_write_file(p, js, strlen(js));
+        snprintf(args, sizeof args, "--preset %s --models-dir tests/fixtures -n 1 -o %s/x.png", p, d);
+        cli_result r = cli_run("ddpm-sample", d, args);
+        CHECK(r.status == 2 && cli_count_lines(r.err) == 1 && strstr(r.err, cases[i].want), "%s: exit %d, %s", cases[i].keys, r.status, r.err);
+        cli_run_free(&r);
+    }
+    CHECK(cli_count_entries(d) == 1, "files left beside the preset");
+    printf("    %zu bad ODE preset values: one line, exit 2, nothing written\n", sizeof cases / sizeof *cases);
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_solver_traj) = {
+    {"solvers: bad ODE preset values exit 2 with one line", test_solver_preset_bad},
     {"solvers: bad solver flags exit 2 with one line", test_solver_bad_flags},
     {"solvers: an ODE preset equals its flags", test_solver_preset},
     {"solvers: ddpm-sample --rng torch reproduces the reference's samples from the command line", test_solver_cli},
