@@ -28,6 +28,7 @@ EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16 32"}
 CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8 12 16 24"}
 mkdir -p "$OUT/parts"
+. scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] || make
 
 # Functions run inside && lists and pipelines, where set -e does not reach: failures are checked
@@ -108,25 +109,7 @@ cell() { # row method scale sampler n
 # slices' mean and sd say how much of a difference between cells is sampling noise.
 QUARTERS=${QUARTERS:-4}
 spread() { # row method scale sampler n -> "mean sd" of the slices' FIDs (empty when not scored)
-    [ "$QUARTERS" -ge 2 ] && [ $(( $5 / QUARTERS )) -ge 2 ] || return 0
-    name="$1-$2-$3-$4-$5" k=0 size=$(( $5 / QUARTERS ))
-    [ -f "$OUT/$name.npz" ] || return 0
-    while [ $k -lt "$QUARTERS" ]; do
-        q="$OUT/parts/$name-slice-$((k * size))+$size"
-        if [ ! -s "$q.json" ]; then
-            "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null &&
-                "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" > "$q.json.tmp" ||
-                fail "scoring slice $k of $name"
-            mv "$q.json.tmp" "$q.json"
-            rm -f "$q.npz"
-        fi
-        field "$q.json" fid
-        k=$((k + 1))
-    done | awk '{ s += $1; ss += $1 * $1; n++ } END { if (n > 1) v = (ss - s * s / n) / (n - 1); printf "%.3f %.3f\n", s / n, sqrt(v > 0 ? v : 0) }'
-}
-
-field() { # file key -> number (the first, top-level occurrence; per_class repeats some keys)
-    grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | cut -d' ' -f2
+    slice_spread "$1-$2-$3-$4-$5" "$5"
 }
 
 # UNCOND_SWEEP=0 skips the unconditional sweep: those rows then run at the conditional row's best

@@ -34,6 +34,7 @@ REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 case $STAGE in sample | eval | report | all) ;; *) echo "solver_table.sh: unknown stage '$STAGE' (sample, eval, report, all)" >&2; exit 2 ;; esac
 mkdir -p "$OUT/parts"
+. scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] || make
 [ -f "$REF" ] || make ref
 
@@ -53,10 +54,6 @@ gflags() { # guide
 
 cellsize() { # solver nfe
     if [ "$1" = ddpm ]; then echo "$DDPM_N"; elif [ "$2" = 10 ] || [ "$2" = 20 ]; then echo "$N_MID"; else echo "$N"; fi
-}
-
-field() { # file key -> the first, top-level number
-    grep -o "\"$2\": [-0-9.e+]*" "$1" | head -1 | cut -d' ' -f2
 }
 
 # one cell: parts of PART samples (each cached), merged, then scored; everything skipped when there.
@@ -90,21 +87,8 @@ cell() { # solver guide nfe
     fi
 }
 
-spread() { # name n -> "mean sd" of the FIDs of QUARTERS disjoint slices
-    name=$1 size=$(($2 / QUARTERS)) k=0
-    [ -f "$OUT/$name.npz" ] && [ "$size" -ge 2 ] || return 0
-    while [ $k -lt "$QUARTERS" ]; do
-        q="$OUT/parts/$name-slice-$((k * size))+$size"
-        if [ ! -s "$q.json" ]; then
-            "$BIN/ddpm-npz" slice -o "$q.npz" --first $((k * size)) --count "$size" "$OUT/$name.npz" >/dev/null &&
-                "$BIN/ddpm-eval" -q -t "$T" --no-pr --json --evaluator "$EVALUATOR" --ref "$REF" "$q.npz" >"$q.json.tmp" ||
-                fail "scoring slice $k of $name"
-            mv "$q.json.tmp" "$q.json"
-            rm -f "$q.npz"
-        fi
-        field "$q.json" fid
-        k=$((k + 1))
-    done | awk '{ s += $1; ss += $1 * $1; n++ } END { if (n > 1) v = (ss - s * s / n) / (n - 1); printf "%.3f ± %.3f\n", s / n, sqrt(v > 0 ? v : 0) }'
+spread() { # name n -> "mean ± sd" of the FIDs of QUARTERS disjoint slices
+    slice_spread "$1" "$2" | awk '{ printf "%s ± %s", $1, $2 }'
 }
 
 run_cells() {
