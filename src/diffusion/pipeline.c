@@ -84,15 +84,17 @@ static int resolve_ode(gd_pipeline *p, char *err, size_t errlen) {
     if (p->ode_kind != GD_SOLVER_DPMPP_2S && p->ode_steps < p->order)
         FAIL("--steps %d: an order-%d multistep solver needs at least %d model evaluations", p->ode_steps, p->order, p->order);
     p->ode_outer = p->ode_kind == GD_SOLVER_DPMPP_2S ? (p->ode_steps + 1) / 2 : p->ode_steps;
-    if (j->thresholding) {
+    if (j->thresholding) { /* RATIO[:MAX] */
+        const char *s = j->thresholding;
         char *end;
-        p->thr_ratio = strtod(j->thresholding, &end), p->thr_max = 1.0;
-        if (end != j->thresholding && *end == ':') {
-            const char *m = end + 1;
-            p->thr_max = strtod(m, &end);
-            if (end == m) end = (char *)"x";
+        p->thr_ratio = strtod(s, &end), p->thr_max = 1.0;
+        int ok = end != s;
+        if (ok && *end == ':') {
+            s = end + 1;
+            p->thr_max = strtod(s, &end);
+            ok = end != s;
         }
-        if (end == j->thresholding || *end || !(p->thr_ratio > 0 && p->thr_ratio <= 1) || !(p->thr_max > 0 && p->thr_max < 1e6))
+        if (!ok || *end || !(p->thr_ratio > 0 && p->thr_ratio <= 1) || !(p->thr_max > 0 && p->thr_max < 1e6))
             FAIL("--thresholding: '%s' is not RATIO[:MAX] with RATIO in (0, 1] and MAX > 0 (e.g. 0.995 or 0.995:1)", j->thresholding);
         p->thresholding = 1;
     }
