@@ -141,3 +141,21 @@ void cli_run_free(cli_result *r) {
     free(r->out);
     free(r->err);
 }
+
+void cli_write_tiny_idx(const char *dir) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/img", dir);
+    FILE *f = fopen(p, "wb");
+    if (!f) return;
+    const unsigned char hi[16] = {0, 0, 8, 3, 0, 0, 0, 12, 0, 0, 0, 8, 0, 0, 0, 8};
+    fwrite(hi, 1, 16, f);
+    for (int i = 0; i < 12 * 64; i++) fputc((i * 37 + i / 64 * 11) & 255, f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/lab", dir);
+    f = fopen(p, "wb");
+    if (!f) return;
+    const unsigned char hl[8] = {0, 0, 8, 1, 0, 0, 0, 12};
+    fwrite(hl, 1, 8, f);
+    for (int i = 0; i < 12; i++) fputc(i % 3, f);
+    fclose(f);
+}

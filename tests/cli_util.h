@@ -24,4 +24,6 @@ int cli_count_lines(const char *s);
 /* Runs `tool args` (args already shell-quoted), capturing stdout and stderr via files in dir. */
 cli_result cli_run(const char *tool, const char *dir, const char *args);
 void cli_run_free(cli_result *r);
+/* DIR/img and DIR/lab: 12 8x8 IDX images of 3 classes, the training tests' tiny dataset. */
+void cli_write_tiny_idx(const char *dir);
 #endif

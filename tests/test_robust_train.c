@@ -14,23 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-/* 12 8x8 images of 3 classes, as tests/test_train.c's runs use. */
-static void write_idx(const char *dir) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/img", dir);
-    FILE *f = fopen(p, "wb");
-    const unsigned char hi[16] = {0, 0, 8, 3, 0, 0, 0, 12, 0, 0, 0, 8, 0, 0, 0, 8};
-    fwrite(hi, 1, 16, f);
-    for (int i = 0; i < 12 * 64; i++) fputc((i * 37 + i / 64 * 11) & 255, f);
-    fclose(f);
-    snprintf(p, sizeof p, "%s/lab", dir);
-    f = fopen(p, "wb");
-    const unsigned char hl[8] = {0, 0, 8, 1, 0, 0, 0, 12};
-    fwrite(hl, 1, 8, f);
-    for (int i = 0; i < 12; i++) fputc(i % 3, f);
-    fclose(f);
-}
-
 static const char *UNET = "{\"model\": \"unet\", \"image_size\": 8, \"in_channels\": 1, \"num_channels\": 32,"
                           " \"channel_mult\": \"1,2\", \"num_res_blocks\": 1, \"attention_resolutions\": \"4\","
                           " \"num_head_channels\": 32, \"learn_sigma\": true, \"class_cond\": true, \"num_classes\": 3,"
@@ -108,7 +91,7 @@ static void run_bad_cases(const bad_case *cases, int n) {
     if (!cli_tool_available("ddpm-train")) return;
     char d[512], cfg[700], out[700], name[32];
     cli_mkdtemp(d, sizeof d);
-    write_idx(d);
+    cli_write_tiny_idx(d);
     for (int k = 0; k < n; k++) {
         snprintf(name, sizeof name, "run%d", k);
         cJSON *run = base_run(d, name, cases[k].classifier);
@@ -252,7 +235,7 @@ static void test_checkpoint_step(void) {
     if (!cli_tool_available("ddpm-train")) return;
     char d[512], cfg[700], ck[700], keep[700], logp[700], logkeep[700], out[700];
     cli_mkdtemp(d, sizeof d);
-    write_idx(d);
+    cli_write_tiny_idx(d);
     cJSON *run = base_run(d, "run", 0);
     edit(run, "steps", "10", 0);
     snprintf(cfg, sizeof cfg, "%s/run.json", d);
@@ -294,7 +277,7 @@ static void test_checkpoint_values(void) {
     if (!cli_tool_available("ddpm-train")) return;
     char d[512], cfg[700], ck[700], keep[700];
     cli_mkdtemp(d, sizeof d);
-    write_idx(d);
+    cli_write_tiny_idx(d);
     cJSON *run = base_run(d, "run", 0);
     snprintf(cfg, sizeof cfg, "%s/run.json", d);
     save_json(run, cfg);
@@ -355,7 +338,7 @@ static void test_resume_log_exact(void) {
     if (!cli_tool_available("ddpm-train")) return;
     char d[512], cfg[2][700], ck[2][700], lg[2][700], md[2][700], keep[700];
     cli_mkdtemp(d, sizeof d);
-    write_idx(d);
+    cli_write_tiny_idx(d);
     const char *names[2] = {"full", "split"};
     for (int kind = 0; kind < 2; kind++) {
         for (int i = 0; i < 2; i++) {

@@ -113,22 +113,6 @@ static void test_ect_loss(void) {
 /* ddpm-train: stopping after 2 steps and resuming gives the bytes of an uninterrupted 4-step run. */
 #include "cli_util.h"
 
-static void write_idx(const char *dir) {
-    char p[600];
-    snprintf(p, sizeof p, "%s/img", dir);
-    FILE *f = fopen(p, "wb");
-    const unsigned char hi[16] = {0, 0, 8, 3, 0, 0, 0, 12, 0, 0, 0, 8, 0, 0, 0, 8};
-    fwrite(hi, 1, 16, f);
-    for (int i = 0; i < 12 * 64; i++) fputc((i * 37 + i / 64 * 11) & 255, f);
-    fclose(f);
-    snprintf(p, sizeof p, "%s/lab", dir);
-    f = fopen(p, "wb");
-    const unsigned char hl[8] = {0, 0, 8, 1, 0, 0, 0, 12};
-    fwrite(hl, 1, 8, f);
-    for (int i = 0; i < 12; i++) fputc(i % 3, f);
-    fclose(f);
-}
-
 static void write_run(const char *dir, const char *name, const char *kind, const char *extra) {
     char p[600];
     snprintf(p, sizeof p, "%s/%s.json", dir, name);
@@ -164,7 +148,7 @@ static void test_train_resume(void) {
     if (!cli_tool_available("ddpm-train")) return;
     char d[512], args[1024], a[700], b[700];
     cli_mkdtemp(d, sizeof d);
-    write_idx(d);
+    cli_write_tiny_idx(d);
     const char *kinds[2] = {"diffusion", "classifier"}, *extra[2] = {"\"label_dropout\": 0.3,", "\"ect_lambda\": 0.1,"};
     for (int k = 0; k < 2; k++) {
         char full[64], split[64];
