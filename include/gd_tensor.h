@@ -101,6 +101,8 @@ gd_tensor *gd_reshape(gd_ctx *ctx, gd_tensor *x, int ndim, const int64_t *ne);
 gd_tensor *gd_convert_f32(gd_ctx *ctx, gd_tensor *x);     /* identity for f32 */
 /* x [N,C,H,W], w [O,C,k,k], b [O] or NULL */
 gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad);
+/* KH x KW kernels with separate row and column padding (conv2d above is KH = KW, pad_h = pad_w) */
+gd_tensor *gd_conv2d_ex(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad_h, int pad_w);
 /* x [..., in], w [out, in] (or [out, in, 1] as a Conv1d weight), b [out] or NULL: last dim */
 gd_tensor *gd_linear(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b);
 /* x [N,C,...]; gamma, beta [C] */

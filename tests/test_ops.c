@@ -101,6 +101,8 @@ static void fd_check(const char *name, int nin, const in_spec *spec, build_fn f,
 static gd_tensor *b_conv3(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 1, 1); }
 static gd_tensor *b_conv3s2(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 2, 1); }
 static gd_tensor *b_conv1(gd_ctx *c, gd_tensor **i) { return gd_conv2d(c, i[0], i[1], i[2], 1, 0); }
+static gd_tensor *b_conv17(gd_ctx *c, gd_tensor **i) { return gd_conv2d_ex(c, i[0], i[1], i[2], 1, 0, 3); }
+static gd_tensor *b_conv71s2(gd_ctx *c, gd_tensor **i) { return gd_conv2d_ex(c, i[0], i[1], i[2], 2, 3, 0); }
 static gd_tensor *b_linear(gd_ctx *c, gd_tensor **i) { return gd_linear(c, i[0], i[1], i[2]); }
 static gd_tensor *b_gn(gd_ctx *c, gd_tensor **i) { return gd_group_norm(c, i[0], i[1], i[2], 4, 1e-5f); }
 static gd_tensor *b_silu(gd_ctx *c, gd_tensor **i) { return gd_silu(c, i[0]); }
@@ -138,6 +140,10 @@ static void test_grad_conv(void) {
     fd_check("conv2d 1x1 batch 3", 3, b, b_conv1, 1e-2, 1e-3);
     in_spec c[] = {{S4(1, 4, 48, 48), 0, 0}, {S4(2, 4, 1, 1), 0, 0}, {S1(2), 0, 0}};
     fd_check("conv2d 1x1 (direct gemm)", 3, c, b_conv1, 1e-2, 1e-3);
+    in_spec r[] = {{S4(2, 3, 5, 8), 0, 0}, {S4(4, 3, 1, 7), 0, 0}, {S1(4), 0, 0}};
+    fd_check("conv2d 1x7 pad 0,3", 3, r, b_conv17, 1e-2, 1e-3);
+    in_spec q[] = {{S4(2, 3, 9, 6), 0, 0}, {S4(4, 3, 7, 1), 0, 0}, {S1(4), 0, 0}};
+    fd_check("conv2d 7x1 s2 pad 3,0", 3, q, b_conv71s2, 1e-2, 1e-3);
 }
 
 static void test_grad_dense(void) {
@@ -196,25 +202,25 @@ static void test_grad_attention(void) {
 
 /* ---- forward kernels against naive loops in double ---- */
 
-static double naive_conv(const float *x, const float *w, const float *b, int C, int H, int W, int O, int K,
-                         int S, int P, int n, int o, int oy, int ox) {
+static double naive_conv(const float *x, const float *w, const float *b, int C, int H, int W, int O, int KH,
+                         int KW, int S, int PH, int PW, int n, int o, int oy, int ox) {
     double s = b[o];
     for (int c = 0; c < C; c++)
-        for (int ky = 0; ky < K; ky++)
-            for (int kx = 0; kx < K; kx++) {
-                int iy = oy * S - P + ky, ix = ox * S - P + kx;
+        for (int ky = 0; ky < KH; ky++)
+            for (int kx = 0; kx < KW; kx++) {
+                int iy = oy * S - PH + ky, ix = ox * S - PW + kx;
                 if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                    s += (double)x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * K + ky) * K + kx];
+                    s += (double)x[((n * C + c) * H + iy) * W + ix] * w[((o * C + c) * KH + ky) * KW + kx];
             }
     return s;
 }
 
-static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) {
+static void conv_case_ex(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW) {
     gd_ctx *ctx = gd_ctx_new(16);
-    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, K, K),
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, KH, KW),
               *b = gd_new_1d(ctx, GD_F32, O);
     x->flags = w->flags = b->flags = GD_FLAG_INPUT;
-    gd_tensor *y = gd_conv2d(ctx, x, w, b, S, P);
+    gd_tensor *y = gd_conv2d_ex(ctx, x, w, b, S, PH, PW);
     gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
     gd_graph_plan(g, 0, NULL, 0);
     for (int64_t i = 0; i < gd_nelements(x); i++) ((float *)x->data)[i] = nrand();
@@ -226,15 +232,19 @@ static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) {
         for (int o = 0; o < O; o++)
             for (int oy = 0; oy < y->ne[2]; oy++)
                 for (int ox = 0; ox < y->ne[3]; ox++) {
-                    double ref = naive_conv(x->data, w->data, b->data, C, H, W, O, K, S, P, n, o, oy, ox);
+                    double ref = naive_conv(x->data, w->data, b->data, C, H, W, O, KH, KW, S, PH, PW, n, o, oy, ox);
                     double d = fabs(ref - F32_AT(y, ((n * O + o) * y->ne[2] + oy) * y->ne[3] + ox));
                     if (d > worst) worst = d;
                 }
-    CHECK(worst < 1e-4 * sqrt((double)C * K * K), "conv %dx%d s%d p%d N%d %dx%d: max err %.3e", K, K, S, P, N, H, W,
-          worst);
+    CHECK(worst < 1e-4 * sqrt((double)C * KH * KW), "conv %dx%d s%d p%d,%d N%d %dx%d: max err %.3e", KH, KW, S, PH, PW,
+          N, H, W, worst);
+    CHECK(y->ne[2] == (H + 2 * PH - KH) / S + 1 && y->ne[3] == (W + 2 * PW - KW) / S + 1, "conv %dx%d: output %lldx%lld",
+          KH, KW, (long long)y->ne[2], (long long)y->ne[3]);
     gd_graph_free(g);
     gd_ctx_free(ctx);
 }
+
+static void conv_case(int N, int C, int H, int W, int O, int K, int S, int P) { conv_case_ex(N, C, H, W, O, K, K, S, P, P); }
 
 static void test_conv_forward(void) {
     conv_case(1, 3, 7, 9, 5, 3, 1, 1);
@@ -242,6 +252,14 @@ static void test_conv_forward(void) {
     conv_case(2, 8, 64, 64, 4, 3, 1, 1); /* Winograd (and per-sample gemm without it) */
     conv_case(3, 5, 29, 27, 4, 3, 1, 1); /* Winograd with odd edges, tiles across samples */
     conv_case(5, 6, 4, 4, 3, 1, 1, 0);
+    /* Inception's shapes: 1x7 / 7x1 "same", 1x3 / 3x1, 5x5 pad 2, 3x3 stride-2 and stride-1 VALID */
+    conv_case_ex(2, 3, 9, 11, 4, 1, 7, 1, 0, 3);
+    conv_case_ex(2, 3, 9, 11, 4, 7, 1, 1, 3, 0);
+    conv_case_ex(1, 4, 8, 8, 5, 1, 3, 1, 0, 1);
+    conv_case_ex(1, 4, 8, 8, 5, 3, 1, 1, 1, 0);
+    conv_case_ex(1, 3, 10, 10, 4, 5, 5, 1, 2, 2);
+    conv_case_ex(2, 3, 35, 35, 4, 3, 3, 2, 0, 0); /* 35 -> 17 */
+    conv_case_ex(1, 3, 12, 12, 4, 3, 3, 1, 0, 0);
 }
 
 static void test_attention_forward(void) {

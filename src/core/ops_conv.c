@@ -38,49 +38,55 @@ void gd_sgemm_tiled(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, c
 }
 
 gd_tensor *gd_conv2d(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad) {
+    return gd_conv2d_ex(ctx, x, w, b, stride, pad, pad);
+}
+
+gd_tensor *gd_conv2d_ex(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, int stride, int pad_h, int pad_w) {
     if (!x || !w) return NULL;
     w = gd_convert_f32(ctx, w);
     b = gd_convert_f32(ctx, b);
     if (!w) return NULL;
-    REQUIRE(x->ndim == 4 && w->ndim == 4 && w->ne[1] == x->ne[1] && w->ne[2] == w->ne[3] && stride >= 1 && pad >= 0,
+    REQUIRE(x->ndim == 4 && w->ndim == 4 && w->ne[1] == x->ne[1] && stride >= 1 && pad_h >= 0 && pad_w >= 0,
             "conv2d: weight '%s' [%lld,%lld,%lld,%lld] does not fit input '%s' with %lld channels", w->name,
             (long long)w->ne[0], (long long)w->ne[1], (long long)w->ne[2], (long long)w->ne[3], x->name,
             (long long)x->ne[1]);
     REQUIRE(!b || (b->ndim == 1 && b->ne[0] == w->ne[0]), "conv2d: bias '%s' must be [%lld]", b ? b->name : "",
             (long long)w->ne[0]);
-    int64_t k = w->ne[2];
-    int64_t oh = (x->ne[2] + 2 * pad - k) / stride + 1, ow = (x->ne[3] + 2 * pad - k) / stride + 1;
-    REQUIRE(oh >= 1 && ow >= 1, "conv2d: input '%s' smaller than the kernel", x->name);
+    int64_t oh = (x->ne[2] + 2 * pad_h - w->ne[2]) / stride + 1, ow = (x->ne[3] + 2 * pad_w - w->ne[3]) / stride + 1;
+    REQUIRE(x->ne[2] + 2 * pad_h >= w->ne[2] && x->ne[3] + 2 * pad_w >= w->ne[3],
+            "conv2d: input '%s' smaller than the kernel", x->name);
     int64_t ne[4] = {x->ne[0], w->ne[0], oh, ow};
     gd_tensor *t = gd_new_op(ctx, GD_OP_CONV2D, 4, ne, x, w, b);
     if (t) {
         t->ip[0] = stride;
-        t->ip[1] = pad;
+        t->ip[1] = pad_h;
+        t->ip[2] = pad_w;
     }
     return t;
 }
 
+/* KH x KW kernels (Inception's 1x7 and 7x1 among them) with per-axis padding PH, PW */
 typedef struct {
-    int64_t N, C, H, W, O, K, OH, OW, OHW, CKK, S, P;
+    int64_t N, C, H, W, O, KH, KW, OH, OW, OHW, CKK, S, PH, PW;
 } conv_geom;
 
 static conv_geom geom(const gd_tensor *t) {
     const gd_tensor *x = t->src[0], *w = t->src[1];
-    conv_geom g = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], t->ne[2], t->ne[3], 0, 0,
-                   t->ip[0], t->ip[1]};
+    conv_geom g = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], t->ne[2], t->ne[3], 0, 0,
+                   t->ip[0], t->ip[1], t->ip[2]};
     g.OHW = g.OH * g.OW;
-    g.CKK = g.C * g.K * g.K;
+    g.CKK = g.C * g.KH * g.KW;
     return g;
 }
 
-static int direct(const conv_geom *g) { return g->K == 1 && g->S == 1 && g->P == 0; }
+static int direct(const conv_geom *g) { return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PH == 0 && g->PW == 0; }
 
 /* 3x3 "same" convolutions (nearly all of ADM's FLOPs) go through Winograd F(2x2,3x3), forward
  * and input gradient; GD_NO_WINOGRAD=1 selects im2col + GEMM for comparison. */
 static int winograd(const conv_geom *g) {
     static int off = -1;
     if (off < 0) off = getenv("GD_NO_WINOGRAD") != NULL;
-    return !off && g->K == 3 && g->S == 1 && g->P == 1 && gd_winograd_worth(g->N, g->H, g->W);
+    return !off && g->KH == 3 && g->KW == 3 && g->S == 1 && g->PH == 1 && g->PW == 1 && gd_winograd_worth(g->N, g->H, g->W);
 }
 
 size_t gd_work_conv2d(gd_tensor *t, int backward) {
@@ -99,15 +105,15 @@ double gd_flops_conv2d(const gd_tensor *t) {
     return 2.0 * (double)g.N * (double)g.O * (double)g.OHW * (double)g.CKK;
 }
 
-/* col[(c*K + ky)*K + kx][oy*OW + ox] = x[c][oy*S - P + ky][ox*S - P + kx] for one sample */
+/* col[(c*KH + ky)*KW + kx][oy*OW + ox] = x[c][oy*S - PH + ky][ox*S - PW + kx] for one sample */
 static void im2col(const conv_geom *g, const float *x, float *col) {
 #pragma omp parallel for
     for (int64_t r = 0; r < g->CKK; r++) {
-        int64_t c = r / (g->K * g->K), ky = (r / g->K) % g->K, kx = r % g->K;
+        int64_t c = r / (g->KH * g->KW), ky = (r / g->KW) % g->KH, kx = r % g->KW;
         const float *xc = x + c * g->H * g->W;
         float *dst = col + r * g->OHW;
         for (int64_t oy = 0; oy < g->OH; oy++) {
-            int64_t iy = oy * g->S - g->P + ky;
+            int64_t iy = oy * g->S - g->PH + ky;
             float *d = dst + oy * g->OW;
             if (iy < 0 || iy >= g->H) {
                 memset(d, 0, sizeof(float) * (size_t)g->OW);
@@ -115,14 +121,14 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
             }
             const float *xr = xc + iy * g->W;
             if (g->S == 1) {
-                int64_t ox0 = g->P - kx > 0 ? g->P - kx : 0, ox1 = g->W + g->P - kx;
+                int64_t ox0 = g->PW - kx > 0 ? g->PW - kx : 0, ox1 = g->W + g->PW - kx;
                 if (ox1 > g->OW) ox1 = g->OW;
                 for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
-                if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->P + kx, sizeof(float) * (size_t)(ox1 - ox0));
+                if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->PW + kx, sizeof(float) * (size_t)(ox1 - ox0));
                 for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
             } else {
                 for (int64_t ox = 0; ox < g->OW; ox++) {
-                    int64_t ix = ox * g->S - g->P + kx;
+                    int64_t ix = ox * g->S - g->PW + kx;
                     d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
                 }
             }
@@ -135,14 +141,14 @@ static void col2im(const conv_geom *g, const float *col, float *dx) {
 #pragma omp parallel for
     for (int64_t c = 0; c < g->C; c++) {
         float *xc = dx + c * g->H * g->W;
-        for (int64_t ky = 0; ky < g->K; ky++)
-            for (int64_t kx = 0; kx < g->K; kx++) {
-                const float *src = col + ((c * g->K + ky) * g->K + kx) * g->OHW;
+        for (int64_t ky = 0; ky < g->KH; ky++)
+            for (int64_t kx = 0; kx < g->KW; kx++) {
+                const float *src = col + ((c * g->KH + ky) * g->KW + kx) * g->OHW;
                 for (int64_t oy = 0; oy < g->OH; oy++) {
-                    int64_t iy = oy * g->S - g->P + ky;
+                    int64_t iy = oy * g->S - g->PH + ky;
                     if (iy < 0 || iy >= g->H) continue;
                     for (int64_t ox = 0; ox < g->OW; ox++) {
-                        int64_t ix = ox * g->S - g->P + kx;
+                        int64_t ix = ox * g->S - g->PW + kx;
                         if (ix >= 0 && ix < g->W) xc[iy * g->W + ix] += src[oy * g->OW + ox];
                     }
                 }
