@@ -38,6 +38,8 @@ typedef enum {
     GD_OP_MEAN,       /* over trailing dims from `dim` on, keepdim */
     GD_OP_SELECT,     /* index one position of a dimension, dropping it */
     GD_OP_GATHER,     /* x[n, idx[n]] */
+    GD_OP_RELU,
+    GD_OP_POOL2D,     /* k x k max, or average excluding the padding */
     GD_OP_COUNT
 } gd_op;
 
@@ -132,6 +134,11 @@ gd_tensor *gd_embedding(gd_ctx *ctx, gd_tensor *w, gd_tensor *idx);
 gd_tensor *gd_mean(gd_ctx *ctx, gd_tensor *x, int dim); /* mean over dims >= dim, kept as size 1 */
 gd_tensor *gd_select(gd_ctx *ctx, gd_tensor *x, int dim, int64_t index);
 gd_tensor *gd_gather(gd_ctx *ctx, gd_tensor *x, gd_tensor *idx); /* x [N,K], idx [N] i32 -> [N] */
+gd_tensor *gd_relu(gd_ctx *ctx, gd_tensor *x);
+typedef enum { GD_POOL_MAX = 0, GD_POOL_AVG_EXCL_PAD = 1 } gd_pool;
+/* x [N,C,H,W]: k x k windows, stride, symmetric padding pad < k/2 (max pools pad with -inf,
+ * average pools divide by the cells inside the input, TF SAME / count_include_pad=False) */
+gd_tensor *gd_pool2d(gd_ctx *ctx, gd_tensor *x, gd_pool kind, int k, int stride, int pad);
 
 /* ---- graphs ----
  * Every call that can fail returns NULL or -1 with one line in err (include/gd_util.h). */

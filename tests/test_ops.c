@@ -114,6 +114,7 @@ static gd_tensor *b_cat1(gd_ctx *c, gd_tensor **i) { return gd_concat(c, i[0], i
 static gd_tensor *b_cat2(gd_ctx *c, gd_tensor **i) { return gd_concat(c, i[0], i[1], 2); }
 static gd_tensor *b_up(gd_ctx *c, gd_tensor **i) { return gd_upsample2x(c, i[0]); }
 static gd_tensor *b_pool(gd_ctx *c, gd_tensor **i) { return gd_avgpool2x(c, i[0]); }
+static gd_tensor *b_pool_avg(gd_ctx *c, gd_tensor **i) { return gd_pool2d(c, i[0], GD_POOL_AVG_EXCL_PAD, 3, 1, 1); }
 static gd_tensor *b_bil(gd_ctx *c, gd_tensor **i) { return gd_bilinear(c, i[0], 11, 16); }
 static gd_tensor *b_att_l(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 0); }
 static gd_tensor *b_att_n(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 1); }
@@ -320,6 +321,88 @@ static void test_bilinear_values(void) {
     gd_ctx_free(ctx);
 }
 
+/* pool2d forward against naive loops and its gradient against the routing it must do: inputs are
+ * a permutation of distinct values, so each max is unique and the max-pool gradient is exact */
+static void pool_case(gd_pool kind, int N, int C, int H, int W, int k, int s, int p) {
+    gd_ctx *ctx = gd_ctx_new(8);
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W);
+    x->flags = GD_FLAG_INPUT | GD_FLAG_NEEDS_GRAD;
+    gd_tensor *y = gd_pool2d(ctx, x, kind, k, s, p);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    CHECK(g && gd_graph_plan(g, 1, NULL, 0) == 0, "pool plan");
+    int64_t n = gd_nelements(x), ny = gd_nelements(y);
+    float *xv = x->data;
+    for (int64_t i = 0; i < n; i++) xv[i] = (float)((i * 7919) % n) / (float)n - 0.5f;
+    float *r = malloc(sizeof(float) * (size_t)ny);
+    for (int64_t i = 0; i < ny; i++) r[i] = nrand();
+    gd_graph_compute(g, NULL, 0);
+    gd_graph_backward(g, y, r, NULL, 0);
+    double *gref = calloc((size_t)n, sizeof(double)), worst = 0, gworst = 0;
+    int64_t OH = y->ne[2], OW = y->ne[3];
+    CHECK(OH == (H + 2 * p - k) / s + 1 && OW == (W + 2 * p - k) / s + 1, "pool output %lldx%lld", (long long)OH,
+          (long long)OW);
+    for (int64_t pl = 0; pl < N * C; pl++)
+        for (int64_t oy = 0; oy < OH; oy++)
+            for (int64_t ox = 0; ox < OW; ox++) {
+                double acc = kind == GD_POOL_MAX ? -1e30 : 0;
+                int64_t cnt = 0, arg = -1;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int64_t iy = oy * s - p + ky, ix = ox * s - p + kx;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                        int64_t idx = (pl * H + iy) * W + ix;
+                        cnt++;
+                        if (kind == GD_POOL_MAX) {
+                            if (xv[idx] > acc) acc = xv[idx], arg = idx;
+                        } else acc += xv[idx];
+                    }
+                int64_t o = (pl * OH + oy) * OW + ox;
+                if (kind == GD_POOL_MAX) gref[arg] += r[o];
+                else {
+                    acc /= (double)cnt;
+                    for (int ky = 0; ky < k; ky++)
+                        for (int kx = 0; kx < k; kx++) {
+                            int64_t iy = oy * s - p + ky, ix = ox * s - p + kx;
+                            if (iy >= 0 && iy < H && ix >= 0 && ix < W) gref[(pl * H + iy) * W + ix] += r[o] / (double)cnt;
+                        }
+                }
+                double d = fabs(acc - F32_AT(y, o));
+                if (d > worst) worst = d;
+            }
+    for (int64_t i = 0; i < n; i++)
+        if (fabs(gref[i] - x->grad[i]) > gworst) gworst = fabs(gref[i] - x->grad[i]);
+    CHECK(worst < 1e-6 && gworst < 1e-5, "pool %s %d s%d p%d %dx%d: forward err %.2e, gradient err %.2e",
+          kind == GD_POOL_MAX ? "max" : "avg", k, s, p, H, W, worst, gworst);
+    free(r);
+    free(gref);
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+}
+
+static void test_pool_relu(void) {
+    pool_case(GD_POOL_MAX, 2, 3, 9, 8, 3, 2, 0);          /* Inception's stride-2 VALID pools */
+    pool_case(GD_POOL_MAX, 1, 2, 7, 7, 3, 1, 1);          /* Mixed_7c's padded max pool */
+    pool_case(GD_POOL_AVG_EXCL_PAD, 1, 2, 6, 5, 3, 1, 1); /* corners /4, edges /6, inside /9 */
+    pool_case(GD_POOL_AVG_EXCL_PAD, 2, 1, 8, 8, 8, 1, 0); /* pool_3's 8x8 VALID */
+    in_spec a[] = {{S4(2, 3, 5, 5), 0, 0}};
+    fd_check("pool2d avg 3x3 excl. padding", 1, a, b_pool_avg, 1e-2, 1e-3);
+    gd_ctx *ctx = gd_ctx_new(4);
+    gd_tensor *x = gd_new_1d(ctx, GD_F32, 4);
+    x->flags = GD_FLAG_INPUT | GD_FLAG_NEEDS_GRAD;
+    gd_tensor *y = gd_relu(ctx, x);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, 1, NULL, 0);
+    float xv[4] = {-1.5f, 0.0f, 0.25f, 3.0f}, dy[4] = {1, 2, 3, 4};
+    memcpy(x->data, xv, sizeof xv);
+    gd_graph_compute(g, NULL, 0);
+    gd_graph_backward(g, y, dy, NULL, 0);
+    CHECK(F32_AT(y, 0) == 0 && F32_AT(y, 1) == 0 && F32_AT(y, 2) == 0.25f && F32_AT(y, 3) == 3.0f, "relu forward");
+    CHECK(x->grad[0] == 0 && x->grad[1] == 0 && x->grad[2] == 3 && x->grad[3] == 4, "relu gradient");
+    CHECK(gd_pool2d(ctx, x, GD_POOL_MAX, 3, 1, 1) == NULL, "pool2d refuses a non-4-D input");
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+}
+
 static void test_half_conversion(void) {
     CHECK(gd_f16_to_f32(0x3c00) == 1.0f, "f16 1.0");
     CHECK(gd_f16_to_f32(0xc000) == -2.0f, "f16 -2.0");
@@ -344,6 +427,7 @@ GD_TEST_TABLE(gd_tests_ops) = {
     {"forward: conv2d vs naive", test_conv_forward},
     {"forward: attention vs naive", test_attention_forward},
     {"forward: bilinear vs PyTorch values", test_bilinear_values},
+    {"pool2d (max, average excluding padding) and relu", test_pool_relu},
     {"half-precision conversion", test_half_conversion},
     {NULL, NULL},
 };
