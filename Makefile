@@ -55,6 +55,7 @@ check-fixtures:
 	$(PYTHON) tests/reference/gen_convert_fixtures.py --check
 	$(PYTHON) tests/reference/gen_eval_fixtures.py --check
 	$(PYTHON) tests/reference/gen_pt_fixtures.py --check
+	$(PYTHON) tests/reference/gen_inception_fixtures.py --check
 	d=$$(mktemp -d) && $(PYTHON) tests/reference/gen_rng_fixtures.py --out $$d/rng.safetensors >/dev/null && \
 	    cmp $$d/rng.safetensors tests/fixtures/rng.safetensors && echo "OK   rng.safetensors identical"; rm -rf $$d
 

@@ -42,6 +42,13 @@ double gd_select_kth(double *v, int64_t n, int64_t k);
 /* 1 when v[0, n) holds no NaN or Inf (src/util/finite.c). */
 int gd_all_finite(const float *v, int64_t n);
 
+/* Named deterministic values (src/util/rand_named.c): u = splitmix64(fnv1a64(name) + i * golden)
+ * >> 40, times 2^-24, in [0, 1) and exact in float; fill writes float(lo + (hi - lo) u) for
+ * i = 0..n-1. tests/reference/inception.py computes the same numbers. */
+uint64_t gd_fnv1a64(const char *s);
+double gd_rand_named_u(uint64_t name_hash, uint64_t i);
+void gd_rand_named_fill(const char *name, float *dst, int64_t n, double lo, double hi);
+
 /* SHA-256 (src/util/sha256.c): init, update any number of times, final gives the 32-byte digest;
  * gd_sha256_hex writes it as sha256sum prints it (64 lowercase hex digits and a NUL).
  * gd_sha256_file hashes a whole file: 0, or -1 with err when it cannot be opened or read. */

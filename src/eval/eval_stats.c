@@ -38,6 +38,13 @@ int gd_feature_stats(const float *feats, int64_t n, int d, double *mu, double *s
     return 0;
 }
 
+void gd_feature_mean_f32(const float *feats, int64_t n, int d, float *mu) {
+    for (int j = 0; j < d; j++) mu[j] = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mu[j] += feats[i * d + j];
+    for (int j = 0; j < d; j++) mu[j] /= (float)n;
+}
+
 int gd_frechet_distance(int d, const double *mu1, const double *sigma1, const double *mu2, const double *sigma2,
                         double *fid, char *err, size_t errlen) {
     for (size_t i = 0; i < (size_t)d * d; i++)
