@@ -18,7 +18,8 @@ typedef struct {
  * Returns 0, or -1 with one line in err; validates magic, dimensions, counts and truncation. */
 int gd_dataset_load_idx(const char *images_path, const char *labels_path, gd_dataset *d, char *err, size_t errlen);
 /* dir/<class>/<image files> (PNG by our checked reader; JPEG, BMP, GIF checked in full, then stb_image: src/io/image_decode.h); classes are the sorted subfolder names;
- * every image is converted to `channels` (1 = luminance, 3 = RGB) and must be size x size.
+ * every image is converted to `channels` (1 = luminance, 3 = RGB) and must be size x size (size 0:
+ * the first image's, which must be square).
  * A folder holding only image files is one unlabelled set, sorted by name; a file whose name has
  * "class<K>" (ddpm-sample --save-each) gets label K, the others -1; class_names stays NULL. */
 int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *d, char *err, size_t errlen);

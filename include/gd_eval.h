@@ -25,6 +25,13 @@ void gd_feature_mean_f32(const float *feats, int64_t n, int d, float *mu);
 int gd_frechet_distance(int d, const double *mu1, const double *sigma1, const double *mu2, const double *sigma2,
                         double *fid, char *err, size_t errlen);
 
+/* The same distance when the first side is n <= d feature rows x [n, d] (a small sample batch):
+ * S1 = Ca^T Ca with Ca = (x - mean) / sqrt(n - 1) (np.cov's float64 mean) and the trace term from
+ * the n x n matrix Ca S2 Ca^T, which has the nonzero spectrum of S1^(1/2) S2 S1^(1/2): no d x d
+ * eigen-decomposition. mu1 is the mean the |mu1 - mu2|^2 term uses (evaluator.py's float32 one). */
+int gd_frechet_distance_rows(int d, const float *x, int64_t n, const double *mu1, const double *mu2, const double *sigma2,
+                             double *fid, char *err, size_t errlen);
+
 /* Squared distance from each of the n rows of x to its k-th nearest other row (index k of the
  * sorted distances to its own set, index 0 being the row itself). */
 int gd_knn_radii(const float *x, int64_t n, int d, int k, double *radii);
@@ -39,6 +46,22 @@ int gd_precision_recall(const float *ref, const double *ref_radii, int64_t nr, c
 /* exp(mean_n KL(p_n || mean p)) per consecutive chunk of `split` rows of softmax(logits),
  * averaged over chunks (guided-diffusion: split 5000; a shorter last chunk counts as one). */
 double gd_inception_score(const float *logits, int64_t n, int k, int64_t split);
+
+/* Scores of one run; NAN where not computed. */
+typedef struct {
+    double inception_score, fid, sfid, precision, recall, accuracy;
+} gd_eval_scores;
+
+/* The regression gate: json is a baseline object with any of "fid", "sfid", "inception_score",
+ * "precision", "recall", "accuracy", each with its tolerance ("fid_tolerance_rel",
+ * "sfid_tolerance_rel", "inception_score_tolerance_rel" relative; "precision_tolerance",
+ * "recall_tolerance", "accuracy_tolerance" absolute; 0 when absent); other keys are ignored.
+ * fid_tol >= 0 replaces the FID and sFID tolerances. Fails when FID/sFID rise above
+ * base * (1 + tol) or the others fall below their limit. Returns 0 (pass) or 1 (regression) with
+ * one line per checked score in report, or -1 with err (bad baseline, or a score it names that this
+ * run lacks). */
+int gd_eval_gate(const char *json, const gd_eval_scores *s, double fid_tol, char *report, size_t rlen, char *err,
+                 size_t errlen);
 
 /* The evaluator: a clean-image classifier (t = 0) planned once for batches of `batch`, giving the
  * pooled features (gd_net_features) and the logits of uint8 NHWC images, mapped to [-1, 1] as

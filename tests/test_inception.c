@@ -9,7 +9,9 @@
 #include "gd_util.h"
 #include "test.h"
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -355,6 +357,37 @@ static void test_statistics(void) {
                which[v], (long long)cp, (long long)cr, (long long)i64_of(f, kp), (long long)i64_of(f, kr),
                (long long)i64_of(f, k16p), (long long)i64_of(f, k16r));
         CHECK(cp == i64_of(f, kp) && cr == i64_of(f, kr), "precision/recall%s counts differ", which[v]);
+    }
+    /* the n x n route for small batches against the exact one: with both sides as rows,
+     * Tr (S1 S2)^(1/2) = ||Cb Ca^T||_* (singular values, no squared spectrum); the d x d eigen route
+     * loses ~sqrt(eps) on a rank-deficient S1 and is shown for comparison only */
+    {
+        int d = 300, n = 40, m = 500;
+        double *m1 = malloc(sizeof(double) * d), *m2 = malloc(sizeof(double) * d), *s1 = malloc(sizeof(double) * d * d),
+               *s2 = malloc(sizeof(double) * d * d), full, rows;
+        float *xa = malloc(sizeof(float) * n * d), *xb = malloc(sizeof(float) * m * d);
+        for (int i = 0; i < n; i++) memcpy(xa + i * d, ps + (int64_t)i * dp, sizeof(float) * d);
+        for (int i = 0; i < m; i++) memcpy(xb + i * d, pr + (int64_t)i * dp, sizeof(float) * d);
+        gd_feature_stats(xa, n, d, m1, s1);
+        gd_feature_stats(xb, m, d, m2, s2);
+        CHECK(gd_frechet_distance(d, m1, s1, m2, s2, &full, err, sizeof err) == 0 &&
+                  gd_frechet_distance_rows(d, xa, n, m1, m2, s2, &rows, err, sizeof err) == 0,
+              "%s", err);
+        double *ca = malloc(sizeof(double) * n * d), *cb = malloc(sizeof(double) * m * d), *M = malloc(sizeof(double) * m * n),
+               sv[40], tr1 = 0, tr2 = 0, dm = 0, nuc = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++) ca[i * d + j] = (xa[i * d + j] - m1[j]) / sqrt(n - 1.0), tr1 += ca[i * d + j] * ca[i * d + j];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < d; j++) cb[i * d + j] = (xb[i * d + j] - m2[j]) / sqrt(m - 1.0), tr2 += cb[i * d + j] * cb[i * d + j];
+        for (int j = 0; j < d; j++) dm += (m1[j] - m2[j]) * (m1[j] - m2[j]);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, d, 1.0, cb, d, ca, d, 0.0, M, n);
+        CHECK(LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', m, n, M, n, sv, NULL, m, NULL, n) == 0, "dgesdd");
+        for (int i = 0; i < n; i++) nuc += sv[i];
+        double exact = dm + tr1 + tr2 - 2 * nuc;
+        printf("    FID of %d rows vs %d rows in %d-d: n x n route %.12f, singular values %.12f (d x d eigen route %.12f)\n", n,
+               m, d, rows, exact, full);
+        CHECK(fabs(rows - exact) <= 1e-10 * exact, "row route differs: %.15g vs %.15g", rows, exact);
+        free(m1), free(m2), free(s1), free(s2), free(ca), free(cb), free(M), free(xa), free(xb);
     }
     free(pr), free(ps), free(sr), free(ss), free(lg), free(same), free(rr), free(rs);
     gd_st_close(f);

@@ -212,3 +212,50 @@ double gd_inception_score(const float *logits, int64_t n, int k, int64_t split) 
     free(marg);
     return total / (double)chunks;
 }
+
+int gd_frechet_distance_rows(int d, const float *x, int64_t n, const double *mu1, const double *mu2, const double *sigma2,
+                             double *fid, char *err, size_t errlen) {
+    if (n < 2 || n > d) return fail(err, errlen, "the row route needs 2 <= n <= d rows (n %lld, d %d)", (long long)n, d);
+    for (size_t i = 0; i < (size_t)d * d; i++)
+        if (!isfinite(sigma2[i])) return fail(err, errlen, "covariance has non-finite entries");
+    for (int i = 0; i < d; i++)
+        if (!isfinite(mu1[i]) || !isfinite(mu2[i])) return fail(err, errlen, "mean has non-finite entries");
+    double *ca = malloc(sizeof(double) * (size_t)n * d), *t = malloc(sizeof(double) * (size_t)n * d),
+           *m = malloc(sizeof(double) * (size_t)(n * n)), *w = malloc(sizeof(double) * (size_t)n),
+           *mean = calloc((size_t)d, sizeof(double));
+    int rc = -1;
+    if (!ca || !t || !m || !w || !mean) {
+        fail(err, errlen, "out of memory (%d-dimensional features)", d);
+        goto done;
+    }
+    /* Ca = (x - mean) / sqrt(n - 1) with np.cov's float64 mean, so S1 = Ca^T Ca; the nonzero
+     * eigenvalues of S1^(1/2) S2 S1^(1/2) are those of the n x n matrix Ca S2 Ca^T */
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mean[j] += x[i * d + j];
+    for (int j = 0; j < d; j++) mean[j] /= (double)n;
+    double s = 1.0 / sqrt((double)(n - 1)), tr1 = 0, tr2 = 0, dm = 0, tr_covmean = 0;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            ca[i * d + j] = ((double)x[i * d + j] - mean[j]) * s;
+            tr1 += ca[i * d + j] * ca[i * d + j];
+        }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, d, d, 1.0, ca, d, sigma2, d, 0.0, t, d); /* Ca S2 */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, d, 1.0, t, d, ca, d, 0.0, m, (int)n);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < i; j++) m[i * n + j] = m[j * n + i] = 0.5 * (m[i * n + j] + m[j * n + i]);
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)n, m, (lapack_int)n, w);
+    if (info) {
+        fail(err, errlen, "LAPACKE_dsyevd failed (info %d) on Ca S2 Ca^T", (int)info);
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) tr_covmean += sqrt(w[i] > 0 ? w[i] : 0);
+    for (int i = 0; i < d; i++) {
+        tr2 += sigma2[(size_t)i * d + i];
+        dm += (mu1[i] - mu2[i]) * (mu1[i] - mu2[i]);
+    }
+    *fid = dm + tr1 + tr2 - 2 * tr_covmean;
+    rc = 0;
+done:
+    free(ca), free(t), free(m), free(w), free(mean);
+    return rc;
+}

@@ -347,9 +347,10 @@ static int list_dir(const char *dir, strvec *out, char *err, size_t errlen) {
 }
 
 /* Reads path whole (after its first bytes show an image format, so that a large non-image file
- * costs one small read) and decodes it into out (size x size x channels). Returns 0, or -1 with
- * a message in msg. */
-static int load_image(const char *path, int channels, int size, uint8_t *out, char *msg, size_t msglen) {
+ * costs one small read) and decodes it into out (size x size x channels); with probed != NULL it
+ * only stores the side of a square image there. Returns 0, or -1 with a message in msg. */
+static int load_image_ex(const char *path, int channels, int size, uint8_t *out, int *probed, char *msg,
+                         size_t msglen) {
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -376,6 +377,11 @@ static int load_image(const char *path, int channels, int size, uint8_t *out, ch
             gd_errf(msg, msglen, "%s: read failed (the file changed while being read?)", path);
         else if (gd_image_probe(path, buf, len, &w, &h, msg, msglen) != 0)
             ;
+        else if (probed && (w != h || w > FOLDER_MAX_SIZE))
+            gd_errf(msg, msglen, "%s: image is %dx%d (width x height); a folder's images must be square, at most %d", path,
+                    w, h, FOLDER_MAX_SIZE);
+        else if (probed)
+            *probed = w, rc = 0;
         else if (w != size || h != size)
             gd_errf(msg, msglen, "%s: image is %dx%d (width x height), expected %dx%d", path, w, h, size, size);
         else
@@ -384,6 +390,10 @@ static int load_image(const char *path, int channels, int size, uint8_t *out, ch
     free(buf);
     fclose(f);
     return rc;
+}
+
+static int load_image(const char *path, int channels, int size, uint8_t *out, char *msg, size_t msglen) {
+    return load_image_ex(path, channels, size, out, NULL, msg, msglen);
 }
 
 /* The image files of a dataset folder, in load order, and their labels. */
@@ -519,8 +529,8 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
         gd_errf(err, errlen, "%s: channels must be 1 or 3, not %d", dir, channels);
         return -1;
     }
-    if (size < 1 || size > FOLDER_MAX_SIZE) {
-        gd_errf(err, errlen, "%s: image size must be 1 to %d, not %d", dir, FOLDER_MAX_SIZE, size);
+    if (size < 0 || size > FOLDER_MAX_SIZE) {
+        gd_errf(err, errlen, "%s: image size must be 0 (the first image's) to %d, not %d", dir, FOLDER_MAX_SIZE, size);
         return -1;
     }
     strvec classes = {0};
@@ -546,6 +556,8 @@ int gd_dataset_load_folder(const char *dir, int channels, int size, gd_dataset *
     if (flat && list_flat(dir, &classes, &files, err, errlen) != 0) goto done;
     for (size_t k = 0; !flat && k < classes.n; k++)
         if (list_class(dir, classes.v[k], (int32_t)k, &files, err, errlen) != 0) goto done;
+    if (size == 0 && files.files.n > 0 && load_image_ex(files.files.v[0], channels, 0, NULL, &size, err, errlen) != 0)
+        goto done;
     uint8_t *images = decode_all(&files.files, channels, size, dir, err, errlen);
     if (!images) goto done;
     size_t n = files.files.n;
