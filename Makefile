@@ -56,6 +56,7 @@ check-fixtures:
 	$(PYTHON) tests/reference/gen_eval_fixtures.py --check
 	$(PYTHON) tests/reference/gen_pt_fixtures.py --check
 	$(PYTHON) tests/reference/gen_inception_fixtures.py --check
+	$(PYTHON) tests/reference/gen_npz_stream_fixtures.py --check
 	d=$$(mktemp -d) && $(PYTHON) tests/reference/gen_rng_fixtures.py --out $$d/rng.safetensors >/dev/null && \
 	    cmp $$d/rng.safetensors tests/fixtures/rng.safetensors && echo "OK   rng.safetensors identical"; rm -rf $$d
 
@@ -93,8 +94,8 @@ build-fuzz/fuzz_pt: $(PT_FUZZ_SRC) tests/pt_zip.h src/io/pt.h src/io/zip.h src/i
 	    -Iinclude -Isrc $(PT_FUZZ_SRC) -lcjson -lz -o $@
 
 # The .npz reader (through a scratch file); zip CRC-32s are not checked, as for fuzz_pt.
-NPZ_FUZZ_SRC = tests/fuzz_npz.c src/io/npz_read.c src/io/zip.c src/util/errors.c
-build-fuzz/fuzz_npz: $(NPZ_FUZZ_SRC) tests/fuzz_util.h src/io/zip.h include/gd_image.h include/gd_util.h
+NPZ_FUZZ_SRC = tests/fuzz_npz.c src/io/npz_read.c src/io/npz_stream.c src/io/zip.c src/util/errors.c src/util/atomic_file.c
+build-fuzz/fuzz_npz: $(NPZ_FUZZ_SRC) tests/fuzz_util.h src/io/zip.h src/io/npy.h include/gd_image.h include/gd_util.h
 	mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \
 	    -Iinclude -Isrc $(NPZ_FUZZ_SRC) -lz -o $@

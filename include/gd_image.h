@@ -29,4 +29,36 @@ int gd_write_npz(const char *path, const uint8_t *nhwc, int n, int h, int w, int
  * *labels. Returns 0, or -1 with one line in err. Never crashes on malformed input. */
 int gd_read_npz(const char *path, uint8_t **images, int *n, int *h, int *w, int *c, int64_t **labels,
                 char *err, size_t errlen);
+
+/* ---- streaming .npz (src/io/npz_stream.c): evaluator batches too large to load whole -------
+ * (50,000 256x256 RGB samples are 9.8 GB). The readers accept what gd_read_npz accepts (stored
+ * or deflated members, zip64, .npy v1-3 headers); every failure is -1 with one line in err naming
+ * the file, and malformed input never crashes. A member NAME is looked up as numpy does: NAME
+ * itself, else NAME.npy. */
+
+/* arr_0 of an .npz read in order, a batch at a time (uint8, NHWC, or NHW = 1 channel), without loading it whole.
+ * Memory: one zlib window and input buffer; stored data is read straight into out. The call that
+ * delivers the last image also checks the deflate end and the CRC-32 (fails on a mismatch). After
+ * a failed read, every later read fails. */
+typedef struct gd_npz_stream gd_npz_stream;
+gd_npz_stream *gd_npz_stream_open(const char *path, int *n, int *h, int *w, int *c, char *err, size_t errlen);
+int gd_npz_stream_read(gd_npz_stream *s, uint8_t *out, int k, char *err, size_t errlen); /* next k images (k <= remaining) -> 0 / -1 */
+void gd_npz_stream_close(gd_npz_stream *s);
+/* Float array NAME ('<f4' or '<f8', C order, 1..4 dims) as double: 0; 1 when the npz has no such member; -1 with err. *data malloc()ed. */
+int gd_npz_read_f64(const char *path, const char *name, double **data, int *ndim, int64_t shape[4], char *err, size_t errlen);
+/* 1 when the npz has member NAME(.npy), 0 when not, -1 with err when it cannot be read. */
+int gd_npz_has(const char *path, const char *name, char *err, size_t errlen);
+/* A reference batch in guided-diffusion's layout (np.savez: arr_0 uint8 NHWC, then named '<f8' arrays), written
+ * streaming: open with the image count and size, append images in order, add arrays, commit (atomic: temp file + rename;
+ * gd_npz_writer_abort or a failed commit leaves nothing at path).
+ * Arrays may only be added once all n images are in (arr_0 comes first in the file); names are
+ * 1..12 printable ASCII characters (member NAME.npy), each once; shape[] has ndim (1..4) entries.
+ * Zip64 fields are written where a size or offset needs them. A failed write makes every later
+ * call fail (commit then removes the temporary); a refused argument changes nothing. */
+typedef struct gd_npz_writer gd_npz_writer;
+gd_npz_writer *gd_npz_writer_open(const char *path, int n, int h, int w, int c, char *err, size_t errlen);
+int gd_npz_writer_images(gd_npz_writer *wr, const uint8_t *nhwc, int k, char *err, size_t errlen);
+int gd_npz_writer_f64(gd_npz_writer *wr, const char *name, const double *data, int ndim, const int64_t *shape, char *err, size_t errlen);
+int gd_npz_writer_commit(gd_npz_writer *wr, char *err, size_t errlen); /* frees wr; fails if fewer than n images were appended */
+void gd_npz_writer_abort(gd_npz_writer *wr);
 #endif

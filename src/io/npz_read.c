@@ -13,6 +13,7 @@
 
 #include "gd_image.h"
 #include "gd_util.h"
+#include "io/npy.h"
 #include "io/zip.h"
 
 #include <errno.h>
@@ -26,15 +27,6 @@
 #define NPY_MAX_HEADER (1u << 20)    /* .npy header length limit */
 
 /* ---- .npy header ------------------------------------------------------------------------- */
-
-#define NPY_MAX_DIMS 8
-
-typedef struct {
-    char descr[16];
-    int fortran;
-    int ndim;
-    uint64_t shape[NPY_MAX_DIMS];
-} npy_info;
 
 typedef struct {
     const char *p, *end;
@@ -146,8 +138,8 @@ static const char *parse_npy_dict(const char *s, size_t len, npy_info *info) {
     return NULL;
 }
 
-/* Reads and parses the .npy preamble of a member; returns the header's total length. */
-static int read_npy_header(zip_stream *s, npy_info *info, uint64_t *prefix) {
+/* Reads and parses the .npy preamble of a member (io/npy.h). */
+int npy_read_header(zip_stream *s, npy_info *info, uint64_t *prefix) {
     zip_reader *r = s->r;
     uint8_t pre[12];
     if (zip_member_read(s, pre, 8, ".npy magic") != 0) return -1;
@@ -203,7 +195,7 @@ static int read_npy_header(zip_stream *s, npy_info *info, uint64_t *prefix) {
 }
 
 /* Element count with overflow check; the data must fill the rest of the member exactly. */
-static int check_payload(zip_stream *s, const npy_info *info, uint64_t prefix, size_t itemsize, uint64_t *nbytes) {
+int npy_check_payload(zip_stream *s, const npy_info *info, uint64_t prefix, size_t itemsize, uint64_t *nbytes) {
     zip_reader *r = s->r;
     uint64_t count = 1;
     for (int i = 0; i < info->ndim; i++) {
@@ -227,6 +219,33 @@ static int check_payload(zip_stream *s, const npy_info *info, uint64_t prefix, s
     return 0;
 }
 
+int npy_read_image_header(zip_stream *s, int dims[4], uint64_t *nbytes) {
+    zip_reader *r = s->r;
+    const char *name = s->name;
+    npy_info info;
+    uint64_t prefix;
+    if (npy_read_header(s, &info, &prefix) != 0) return -1;
+    if (strcmp(info.descr, "|u1") != 0 && strcmp(info.descr, "<u1") != 0 && strcmp(info.descr, ">u1") != 0) {
+        gd_errf(r->err, r->errlen, "%s: %s has dtype '%s', expected uint8 ('|u1')", r->path, name, info.descr);
+        return -1;
+    }
+    if (info.ndim != 4 && info.ndim != 3) {
+        gd_errf(r->err, r->errlen, "%s: %s has %d dimensions, expected 4 (NHWC) or 3 (NHW)", r->path, name,
+                info.ndim);
+        return -1;
+    }
+    if (info.ndim == 3) info.shape[3] = 1;
+    for (int i = 0; i < 4; i++)
+        if (info.shape[i] == 0 || info.shape[i] > INT_MAX) {
+            gd_errf(r->err, r->errlen, "%s: %s: dimension %d is %llu (must be 1..%d)", r->path, name, i,
+                    (unsigned long long)info.shape[i], INT_MAX);
+            return -1;
+        }
+    if (npy_check_payload(s, &info, prefix, 1, nbytes) != 0) return -1;
+    for (int i = 0; i < 4; i++) dims[i] = (int)info.shape[i];
+    return 0;
+}
+
 static int read_images(zip_reader *r, zip_entry *e, uint64_t members_end, uint8_t **images, int dims[4]) {
     zip_stream *s = malloc(sizeof *s);
     if (!s) {
@@ -234,36 +253,17 @@ static int read_images(zip_reader *r, zip_entry *e, uint64_t members_end, uint8_
         return -1;
     }
     const char *name = npz_entry_names[0];
-    npy_info info;
-    uint64_t prefix, nbytes;
+    uint64_t nbytes;
     uint8_t *data = NULL;
     int rc = -1;
     if (zip_member_open(r, e, name, members_end, s) != 0) goto done;
-    if (read_npy_header(s, &info, &prefix) != 0) goto done;
-    if (strcmp(info.descr, "|u1") != 0 && strcmp(info.descr, "<u1") != 0 && strcmp(info.descr, ">u1") != 0) {
-        gd_errf(r->err, r->errlen, "%s: %s has dtype '%s', expected uint8 ('|u1')", r->path, name, info.descr);
-        goto done;
-    }
-    if (info.ndim != 4 && info.ndim != 3) {
-        gd_errf(r->err, r->errlen, "%s: %s has %d dimensions, expected 4 (NHWC) or 3 (NHW)", r->path, name,
-                info.ndim);
-        goto done;
-    }
-    if (info.ndim == 3) info.shape[3] = 1;
-    for (int i = 0; i < 4; i++)
-        if (info.shape[i] == 0 || info.shape[i] > INT_MAX) {
-            gd_errf(r->err, r->errlen, "%s: %s: dimension %d is %llu (must be 1..%d)", r->path, name, i,
-                    (unsigned long long)info.shape[i], INT_MAX);
-            goto done;
-        }
-    if (check_payload(s, &info, prefix, 1, &nbytes) != 0) goto done;
+    if (npy_read_image_header(s, dims, &nbytes) != 0) goto done;
     data = malloc((size_t)nbytes);
     if (!data) {
         gd_errf(r->err, r->errlen, "%s: out of memory for %llu bytes of images", r->path, (unsigned long long)nbytes);
         goto done;
     }
     if (zip_member_read(s, data, (size_t)nbytes, "data") != 0 || zip_member_finish(s) != 0) goto done;
-    for (int i = 0; i < 4; i++) dims[i] = (int)info.shape[i];
     *images = data;
     data = NULL;
     rc = 0;
@@ -288,7 +288,7 @@ static int read_labels(zip_reader *r, zip_entry *e, uint64_t members_end, int n,
     int rc = -1;
     size_t isz;
     if (zip_member_open(r, e, name, members_end, s) != 0) goto done;
-    if (read_npy_header(s, &info, &prefix) != 0) goto done;
+    if (npy_read_header(s, &info, &prefix) != 0) goto done;
     if (strcmp(info.descr, "<i8") == 0) {
         isz = 8;
     } else if (strcmp(info.descr, "<i4") == 0) {
@@ -301,7 +301,7 @@ static int read_labels(zip_reader *r, zip_entry *e, uint64_t members_end, int n,
         gd_errf(r->err, r->errlen, "%s: %s must have shape (%d,) to match arr_0", r->path, name, n);
         goto done;
     }
-    if (check_payload(s, &info, prefix, isz, &nbytes) != 0) goto done;
+    if (npy_check_payload(s, &info, prefix, isz, &nbytes) != 0) goto done;
     raw = malloc((size_t)nbytes);
     out = malloc((size_t)n * sizeof *out);
     if (!raw || !out) {
