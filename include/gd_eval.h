@@ -3,6 +3,8 @@
  * score and accuracy. Everything is accumulated in double. */
 #ifndef GD_EVAL_H
 #define GD_EVAL_H
+#include "gd_inception.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,4 +78,20 @@ int gd_evaluator_classes(const gd_evaluator *e); /* logits per image K */
  * Returns 0, or -1 with one line in err (image shape not the evaluator's). */
 int gd_evaluator_run(gd_evaluator *e, const uint8_t *nhwc, int64_t n, int h, int w, int c, float *feats, float *logits,
                      void (*progress)(int64_t done, int64_t n, void *user), void *user, char *err, size_t errlen);
+/* ---- the FID Inception's input preprocessing and batching (src/eval/inception_eval.c) ---- */
+typedef enum {
+    GD_INCEPTION_RESIZE_TF = 0, /* the graph's: TF1 legacy ResizeBilinear, then (x - 128) / 128 */
+    GD_INCEPTION_RESIZE_PYTORCH /* pytorch-fid's: x / 255, half-pixel bilinear, then 2x - 1 */
+} gd_inception_resize;
+
+/* uint8 NHWC images (c = 3, or 1: replicated to RGB) of any size -> the network's input, float
+ * NCHW [n,3,299,299]. The TF path is bit-exact with TF1's CPU kernel (no FMA contraction). */
+void gd_inception_preprocess(gd_inception_resize mode, const uint8_t *nhwc, int n, int h, int w, int c, float *out);
+
+/* Batches any number of images through preprocessing and the network (buffers planned once). */
+typedef struct gd_inception_eval gd_inception_eval;
+gd_inception_eval *gd_inception_eval_new(gd_inception *m, gd_inception_resize mode, char *err, size_t errlen);
+void gd_inception_eval_free(gd_inception_eval *e);
+int gd_inception_eval_run(gd_inception_eval *e, const uint8_t *nhwc, int64_t n, int h, int w, int c, float *pool,
+                          float *spatial, float *logits, char *err, size_t errlen);
 #endif

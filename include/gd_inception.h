@@ -1,6 +1,7 @@
 /* The FID Inception-v3 (the TF 2015 graph guided-diffusion's evaluator.py runs, as pytorch-fid
  * ports it): network in src/nn/inception.c, TF/PyTorch input preprocessing and batching in
- * src/eval/inception_eval.c. ../shared/spec/inception-fid.md has the layer table. */
+ * src/eval/inception_eval.c (declared in gd_eval.h). ../shared/spec/inception-fid.md has the layer
+ * table. */
 #ifndef GD_INCEPTION_H
 #define GD_INCEPTION_H
 #include <stddef.h>
@@ -26,6 +27,9 @@ void gd_inception_free(gd_inception *m);
 int gd_inception_batch(const gd_inception *m);
 /* 16 hex digits identifying the weights (FNV-1a of the folded tensors): cache keys. */
 const char *gd_inception_weights_id(const gd_inception *m);
+/* Forward FLOPs of one full batch (multiply-adds x 2), and the bytes of its planned activations. */
+double gd_inception_flops(const gd_inception *m);
+size_t gd_inception_arena_bytes(const gd_inception *m);
 /* Writes the random weights of gd_inception_random as a safetensors file in the released names
  * (unfolded), so the tools can be run end to end without the real file. */
 int gd_inception_write_random(const char *path, char *err, size_t errlen);
@@ -40,20 +44,4 @@ int gd_inception_forward(gd_inception *m, const float *x, int n, float *pool, fl
  * the last forward of n images, NCHW; *numel = values per image. NULL otherwise. */
 const float *gd_inception_probe(const gd_inception *m, const char *layer, int n, int64_t *numel);
 
-/* ---- preprocessing (src/eval/inception_eval.c) ---- */
-typedef enum {
-    GD_INCEPTION_RESIZE_TF = 0, /* the graph's: TF1 legacy ResizeBilinear, then (x - 128) / 128 */
-    GD_INCEPTION_RESIZE_PYTORCH /* pytorch-fid's: x / 255, half-pixel bilinear, then 2x - 1 */
-} gd_inception_resize;
-
-/* uint8 NHWC images (c = 3, or 1: replicated to RGB) of any size -> the network's input, float
- * NCHW [n,3,299,299]. The TF path is bit-exact with TF1's CPU kernel (no FMA contraction). */
-void gd_inception_preprocess(gd_inception_resize mode, const uint8_t *nhwc, int n, int h, int w, int c, float *out);
-
-/* Batches any number of images through preprocessing and the network (buffers planned once). */
-typedef struct gd_inception_eval gd_inception_eval;
-gd_inception_eval *gd_inception_eval_new(gd_inception *m, gd_inception_resize mode, char *err, size_t errlen);
-void gd_inception_eval_free(gd_inception_eval *e);
-int gd_inception_eval_run(gd_inception_eval *e, const uint8_t *nhwc, int64_t n, int h, int w, int c, float *pool,
-                          float *spatial, float *logits, char *err, size_t errlen);
 #endif

@@ -231,7 +231,18 @@ static void test_folder_errors(void) {
     /* wrong size: every file is 8x8; the error names the first file in load order */
     expect_folder_error(DS_DIR "/folder", 3, 16, "folder/cat/img_a.png: image is 8x8", "size 16");
     expect_folder_error(DS_DIR "/folder", 2, 8, "channels", "channels 2");
-    expect_folder_error(DS_DIR "/folder", 3, 0, "size", "size 0");
+    expect_folder_error(DS_DIR "/folder", 3, -1, "size", "size -1");
+    {
+        /* size 0: the first image's (8x8); the same bytes as asking for 8 */
+        gd_dataset a, b;
+        char e[512] = "";
+        int r0 = gd_dataset_load_folder(DS_DIR "/folder", 3, 0, &a, e, sizeof e);
+        int r8 = gd_dataset_load_folder(DS_DIR "/folder", 3, 8, &b, e, sizeof e);
+        CHECK(r0 == 0 && r8 == 0 && a.h == 8 && a.w == 8 && a.n == b.n && !memcmp(a.images, b.images, (size_t)a.n * 8 * 8 * 3),
+              "size 0: %s", e);
+        if (r0 == 0) gd_dataset_free(&a);
+        if (r8 == 0) gd_dataset_free(&b);
+    }
     expect_folder_error(DS_DIR "/no_such_folder", 3, 8, "No such file", "missing folder");
     {
         /* a folder of images alone is one unlabelled set, or labelled by "class<K>" in the names */

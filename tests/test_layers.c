@@ -23,7 +23,7 @@ static const struct {
     {"gd_alloc.h", "core"},        {"gd_safetensors.h", "io"},     {"gd_image.h", "io"},
     {"gd_dataset.h", "io"},        {"gd_pt.h", "io"},              {"gd_model.h", "nn"},
     {"gd_diffusion.h", "diffusion"}, {"gd_sample.h", "diffusion"}, {"gd_solver.h", "diffusion"}, {"gd_guidance.h", "diffusion"},
-    {"gd_pipeline.h", "diffusion"}, {"gd_eval.h", "eval"},         {"gd_train.h", "train"},
+    {"gd_pipeline.h", "diffusion"}, {"gd_eval.h", "eval"},         {"gd_inception.h", "nn"},         {"gd_train.h", "train"},
     {"gd_optim.h", "train"},       {"gd_cli.h", "cli"},
 };
 

@@ -1,5 +1,6 @@
 /* ddpm-bench: times a network with random weights, the C side of scripts/bench.sh. */
 #include "gd_cli.h"
+#include "gd_inception.h"
 #include "gd_model.h"
 
 #include <limits.h>
@@ -21,7 +22,9 @@ typedef struct {
 #define OPT(f) offsetof(options, f)
 static const gd_cli_flag FLAGS[] = {
     {"-c", "--config", "CONFIG.json", GD_CLI_STR, OPT(config), .help = "the network's config (configs/*.json)"},
-    {NULL, "--mode", "unet|classifier", GD_CLI_STR, OPT(mode), .help = "check that the config is this kind of network"},
+    {NULL, "--mode", "unet|classifier|inception", GD_CLI_STR, OPT(mode),
+     .help = "check that the config is this kind of network; inception: the FID\n"
+             "Inception-v3 forward on 299x299 inputs (random weights, no -c)"},
     {NULL, "--batch", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = INT_MAX, .help = "batch size (default 1)"},
     {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 0, .hi = 4096,
      .help = "worker threads (default 0: the OpenMP / OpenBLAS default)"},
@@ -33,17 +36,60 @@ static const gd_cli_flag FLAGS[] = {
 
 static const gd_cli_spec SPEC = {
     .usage = "ddpm-bench -c CONFIG.json [--mode unet|classifier] [--batch N] [-t THREADS] [--repeat R]\n"
-             "                  [--save-weights PATH]",
+             "                  [--save-weights PATH]\n"
+             "       ddpm-bench --mode inception [--batch N] [-t THREADS] [--repeat R]",
     .about = "Times the network's forward pass (unet) or forward + input gradient (classifier) with random\n"
              "weights; prints one JSON line with the median seconds and effective GFLOP/s.\n",
     .flags = FLAGS,
     .footer = "example: ddpm-bench -c configs/adm64.json --batch 1 -t 2 --repeat 3\n",
 };
 
+static double median(double *runs, int repeat) {
+    double sorted[1000];
+    memcpy(sorted, runs, sizeof(double) * (size_t)repeat);
+    qsort(sorted, (size_t)repeat, sizeof(double), cmp);
+    return repeat % 2 ? sorted[repeat / 2] : 0.5 * (sorted[repeat / 2 - 1] + sorted[repeat / 2]);
+}
+
+/* The FID Inception's forward on batch x 3 x 299 x 299 (the network alone, as the PyTorch side). */
+static int bench_inception(int batch, int repeat) {
+    char err[512];
+    gd_inception *m = gd_inception_random(batch, err, sizeof err);
+    if (!m) gd_cli_die("%s", err);
+    size_t nx = (size_t)batch * 3 * GD_INCEPTION_SIZE * GD_INCEPTION_SIZE;
+    float *x = malloc(sizeof(float) * nx), *pool = malloc(sizeof(float) * GD_INCEPTION_POOL * (size_t)batch);
+    double *runs = malloc(sizeof(double) * (size_t)repeat);
+    if (!x || !pool || !runs) gd_cli_die("out of memory");
+    uint64_t s = 88172645463325252ull;
+    for (size_t i = 0; i < nx; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
+    }
+    for (int r = -1; r < repeat; r++) {
+        double t0 = gd_time_now();
+        if (gd_inception_forward(m, x, batch, pool, NULL, NULL, err, sizeof err)) gd_cli_die("%s", err);
+        if (r >= 0) runs[r] = gd_time_now() - t0;
+    }
+    double med = median(runs, repeat), flops = gd_inception_flops(m);
+    printf("{\"median_s\": %.6f, \"runs\": [", med);
+    for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
+    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"inception\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
+           "\"images_per_s\": %.3f, \"arena_mib\": %.1f}\n",
+           batch, gd_get_threads(), flops * 1e-9, flops * 1e-9 / med, batch / med, gd_inception_arena_bytes(m) / 1048576.0);
+    free(x), free(pool), free(runs);
+    gd_inception_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     gd_cli_set_program("ddpm-bench");
     options o = {.batch = 1, .repeat = 3};
     gd_cli_parse(&SPEC, argc, argv, &o, NULL, 0);
+    if (o.mode && !strcmp(o.mode, "inception")) {
+        if (o.config || o.save) gd_cli_die("--mode inception takes no -c / --save-weights");
+        if (o.threads > 0) gd_set_threads(o.threads);
+        return bench_inception(o.batch, o.repeat);
+    }
     if (!o.config) gd_cli_die("missing -c CONFIG.json (see --help)");
     gd_cli_input("--config", o.config);
     const char *cfg_path = o.config, *mode = o.mode, *save = o.save ? gd_cli_output("--save-weights", o.save) : NULL;
@@ -92,10 +138,7 @@ int main(int argc, char **argv) {
         if (r >= 0) runs[r] = gd_time_now() - t0;
     }
     gd_cli_commit(); /* the weights, once the timing ran */
-    double sorted[1000];
-    memcpy(sorted, runs, sizeof(double) * (size_t)repeat);
-    qsort(sorted, (size_t)repeat, sizeof(double), cmp);
-    double med = repeat % 2 ? sorted[repeat / 2] : 0.5 * (sorted[repeat / 2 - 1] + sorted[repeat / 2]);
+    double med = median(runs, repeat);
     double flops = gd_graph_flops(gd_net_graph(net));
     printf("{\"median_s\": %.6f, \"runs\": [", med);
     for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);

@@ -1,5 +1,6 @@
 /* ddpm-eval: FID, precision/recall, an Inception-style score and accuracy of a sample batch, in
  * the feature space of the evaluator classifier; --make-ref builds the reference statistics. */
+#include "cli/eval_inception.h"
 #include "gd_cli.h"
 #include "gd_dataset.h"
 #include "gd_eval.h"
@@ -22,9 +23,10 @@
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
 typedef struct {
-    const char *samples, *ref, *make_ref, *evaluator, *labels;
+    const char *samples, *ref, *make_ref, *evaluator, *labels, *resize, *baseline;
     int limit, batch, threads, split; /* limit -1: all; threads 0: all cores */
     int json, quiet, no_pr;
+    double tolerance; /* -1: the baseline's */
 } options;
 
 #define OPT(f) offsetof(options, f)
@@ -34,14 +36,27 @@ static const gd_cli_flag FLAGS[] = {
      .help = "write reference statistics of SAMPLES to OUT (.safetensors: mu,\n"
              "sigma, features) instead of scoring; e.g.\n"
              "ddpm-eval --make-ref ref.safetensors fashion-mnist:test"},
-    {NULL, "--evaluator", "PATH", GD_CLI_STR, OPT(evaluator), .help = "evaluator classifier (default " DEFAULT_EVALUATOR ")"},
+    {NULL, "--evaluator", "PATH", GD_CLI_STR, OPT(evaluator),
+     .help = "evaluator classifier (default " DEFAULT_EVALUATOR "), or the ImageNet\n"
+             "evaluator: a file of the FID Inception's weights (pytorch-fid's .pth or its\n"
+             ".safetensors), 'inception' ($GD_INCEPTION_WEIGHTS) or 'inception:random'\n"
+             "(deterministic random weights, for tests and timing); see docs/evaluation.md"},
+    {NULL, "--inception-resize", "tf|pytorch", GD_CLI_STR, OPT(resize),
+     .help = "Inception input: the TF graph's own (legacy bilinear, (x-128)/128;\n"
+             "default, = evaluator.py) or pytorch-fid's (x/255, half-pixel bilinear, 2x-1)"},
+    {NULL, "--baseline", "FILE.json", GD_CLI_STR, OPT(baseline),
+     .help = "regression gate: exit 1 when FID/sFID rise or IS, precision, recall,\n"
+             "accuracy fall past the tolerances in FILE (see docs/evaluation.md)"},
+    {NULL, "--tolerance", "REL", GD_CLI_DOUBLE, OPT(tolerance), .lo = 0, .hi = 100,
+     .help = "relative FID/sFID tolerance of --baseline (default: the file's)"},
     {NULL, "--labels", "FILE", GD_CLI_STR, OPT(labels), .help = "labels for an IDX images file"},
     {NULL, "--limit", "N", GD_CLI_INT, OPT(limit), .lo = 1, .hi = 2147483647, .help = "use the first N images"},
     {NULL, "--no-pr", NULL, GD_CLI_SWITCH, OPT(no_pr), .help = "skip precision/recall (quadratic in the number of images)"},
     {NULL, "--is-split", "N", GD_CLI_INT, OPT(split), .lo = 1, .hi = 2147483647,
      .help = "images per Inception-score chunk (default 5000, as guided-diffusion)"},
     {NULL, "--json", NULL, GD_CLI_SWITCH, OPT(json), .help = "one JSON object on stdout instead of text"},
-    {"-b", "--batch-size", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = 4096, .help = "evaluator batch (default 100)"},
+    {"-b", "--batch-size", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = 4096,
+     .help = "evaluator batch (default 100; Inception 16)"},
     {"-t", "--threads", "N", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 1024, .help = "worker threads (default: all cores)"},
     {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no progress on stderr"},
     {0},
@@ -63,7 +78,14 @@ static const gd_cli_spec SPEC = {
              "  a folder of PNGs (flat, or one subfolder per class), an IDX images file (labels from\n"
              "  --labels or the matching *-labels-idx1-ubyte*), or fashion-mnist:test / fashion-mnist:train.\n",
     .flags = FLAGS,
-    .footer = "Exit status: 0 on success, 2 on bad input (one line on stderr).\n",
+    .footer = "With the Inception (ImageNet): SAMPLES and --ref are .npz batches (guided-diffusion's\n"
+              "VIRTUAL_*.npz: its stored mu/sigma/mu_s/sigma_s give FID/sFID, its arr_0 precision/\n"
+              "recall) or folders of images; the output is evaluator.py's Inception Score, FID,\n"
+              "sFID, Precision, Recall; --make-ref OUT.npz writes a reference batch in that layout.\n"
+              "  ddpm-eval --evaluator pt_inception-2015-12-05-6726825d.pth \\\n"
+              "            --ref VIRTUAL_imagenet256_labeled.npz samples_50000x256x256x3.npz\n"
+              "Exit status: 0 on success, 1 on a --baseline regression, 2 on bad input (one line on\n"
+              "stderr).\n",
 };
 
 static int ends_with(const char *s, const char *suf) {
@@ -158,6 +180,7 @@ static const char *register_files(const options *o) {
     gd_cli_input("--ref", o->make_ref ? NULL : o->ref ? o->ref : DEFAULT_REF);
     if (strcmp(o->samples, "fashion-mnist:test") && strcmp(o->samples, "fashion-mnist:train")) gd_cli_input("SAMPLES", o->samples);
     gd_cli_input("--labels", o->labels);
+    gd_cli_input("--baseline", o->baseline);
     const char *staged = o->make_ref ? gd_cli_output("--make-ref", o->make_ref) : NULL;
     gd_cli_check_files();
     return staged;
@@ -250,14 +273,13 @@ static void json_str(FILE *f, const char *s) {
 }
 
 static void parse_args(int argc, char **argv, options *o) {
-    *o = (options){.evaluator = DEFAULT_EVALUATOR, .limit = -1, .batch = 100, .split = 5000};
+    *o = (options){.evaluator = DEFAULT_EVALUATOR, .limit = -1, .batch = 0, .split = 5000, .tolerance = -1};
     const char *pos[2];
     int n = gd_cli_parse(&SPEC, argc, argv, o, pos, 2);
     if (n == 2) gd_cli_die("one SAMPLES argument expected, got '%s' too", pos[1]);
     if (n == 0) gd_cli_die("missing SAMPLES: an .npz, a folder of PNGs, an IDX file or fashion-mnist:test (see --help)");
     o->samples = pos[0];
     if (o->make_ref && o->ref) gd_cli_die("--make-ref writes reference statistics; --ref reads them: pick one");
-    if (o->make_ref && !ends_with(o->make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
 }
 
 /* What is printed: scores of the samples, and their accuracy per class against their labels. */
@@ -358,6 +380,24 @@ int main(int argc, char **argv) {
     gd_cli_set_program("ddpm-eval");
     options o;
     parse_args(argc, argv, &o);
+    const char *weights;
+    if (eval_is_inception(o.evaluator, &weights)) {
+        if (o.labels) gd_cli_die("--labels: the Inception evaluator does not score accuracy");
+        if (o.make_ref && !ends_with(o.make_ref, ".npz")) gd_cli_die("--make-ref: with the Inception the output is a reference batch, OUT.npz");
+        gd_cli_input("--evaluator", weights);
+        gd_cli_input("--ref", o.ref);
+        gd_cli_input("SAMPLES", o.samples);
+        gd_cli_input("--baseline", o.baseline);
+        const char *staged = o.make_ref ? gd_cli_output("--make-ref", o.make_ref) : NULL;
+        gd_cli_check_files();
+        if (o.threads) gd_set_threads(o.threads);
+        eval_inception_opts io = {o.samples, o.ref, staged, weights, o.resize, o.baseline, o.tolerance,
+                                  o.limit, o.batch, o.split, o.json, o.quiet, o.no_pr};
+        return eval_inception_run(&io);
+    }
+    if (o.resize) gd_cli_die("--inception-resize: only with the Inception evaluator (--evaluator inception...)");
+    if (o.make_ref && !ends_with(o.make_ref, ".safetensors")) gd_cli_die("--make-ref: the output name must end in .safetensors");
+    if (!o.batch) o.batch = 100;
     const char *make_ref_staged = register_files(&o);
     if (o.threads) gd_set_threads(o.threads);
 
@@ -408,6 +448,11 @@ int main(int argc, char **argv) {
     s.secs = gd_time_now() - t0;
     if (o.json) print_json(&o, cfg, D, K, &r, &s);
     else print_text(&o, cfg, D, K, &r, &s);
+    int status = 0;
+    if (o.baseline) {
+        gd_eval_scores sc = {s.is, s.fid, NAN, s.prec, s.rec, s.labelled ? (double)s.correct / s.labelled : NAN};
+        status = eval_gate_file(o.baseline, &sc, o.tolerance);
+    }
 
     free(r.mu);
     free(r.sigma);
@@ -421,5 +466,5 @@ int main(int argc, char **argv) {
     gd_dataset_free(&d);
     gd_evaluator_free(ev);
     gd_model_free(m);
-    return 0;
+    return status;
 }

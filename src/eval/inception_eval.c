@@ -4,7 +4,7 @@
  * Bit-exactness of the TF path rests on doing exactly TF1's float32 operations in its order, with
  * no fused multiply-add: the project compiles with -std=c11, under which gcc does not contract
  * a + b * c (-ffp-contract=off); the test compares the bytes' sha256 with the numpy reference. */
-#include "gd_inception.h"
+#include "gd_eval.h"
 #include "gd_util.h"
 
 #include <math.h>

@@ -405,6 +405,8 @@ const float *gd_inception_probe(const gd_inception *m, const char *layer, int n,
     return NULL;
 }
 const char *gd_inception_weights_id(const gd_inception *m) { return m->id; }
+double gd_inception_flops(const gd_inception *m) { return gd_graph_flops(m->full.g); }
+size_t gd_inception_arena_bytes(const gd_inception *m) { return gd_graph_arena_bytes(m->full.g); }
 
 /* A graph for n images: the full batch, a cached tail graph, or (cache full) the full batch with
  * the rest zero-filled. */
