@@ -36,6 +36,9 @@ static void test_cli_scores(void) {
     if (!cli_tool_available(TOOL)) return;
     char d[512], a[2048], sp[600], rp[600], ref[600], err[256];
     cli_mkdtemp(d, sizeof d);
+    char cache[600];
+    snprintf(cache, sizeof cache, "%s/cache", d);
+    setenv("GD_CACHE_DIR", cache, 1); /* never the user's ~/.cache */
     snprintf(sp, sizeof sp, "%s/s.npz", d), snprintf(rp, sizeof rp, "%s/r.npz", d), snprintf(ref, sizeof ref, "%s/ref.npz", d);
     uint8_t *si = images("cli.samp"), *ri = images("cli.ref");
     CHECK(gd_write_npz(sp, si, N, HW, HW, 3, NULL, err, sizeof err) == 0 && gd_write_npz(rp, ri, N, HW, HW, 3, NULL, err, sizeof err) == 0,
@@ -55,6 +58,7 @@ static void test_cli_scores(void) {
         at = p ? p : at;
     }
     CHECK(cli_count_lines(t.out) == 5, "5 lines expected:\n%s", t.out);
+    CHECK(cli_count_entries(cache) == 1, "the reference features cached in %s (%d files)", cache, cli_count_entries(cache));
 
     /* the same numbers from the library directly */
     gd_inception *m = gd_inception_random(4, err, sizeof err);
@@ -103,6 +107,7 @@ static void test_cli_scores(void) {
     }
     printf("    IS %.6f, FID %.4f, sFID %.4f, P %.3f, R %.3f: printed = library\n", want[0], want[1], want[2],
            want[3], want[4]);
+    /* from the cache now: the same numbers */
     snprintf(a, sizeof a, "--evaluator inception:random -q --json --ref %s %s", ref, sp);
     cli_result j = cli_run(TOOL, d, a);
     cJSON *o = cJSON_Parse(j.out);
@@ -136,6 +141,7 @@ static void test_cli_scores(void) {
     gd_inception_eval_free(ev);
     gd_inception_free(m);
     cli_rmtree(d);
+    unsetenv("GD_CACHE_DIR");
 }
 
 static void test_gate(void) {
@@ -180,6 +186,7 @@ static void test_cli_bad_input(void) {
     if (!cli_tool_available(TOOL)) return;
     char d[512], a[2048], sp[600], err[256];
     cli_mkdtemp(d, sizeof d);
+    setenv("GD_CACHE_DIR", "/nonexistent/never-written", 1);
     snprintf(sp, sizeof sp, "%s/s.npz", d);
     uint8_t *si = images("cli.samp");
     gd_write_npz(sp, si, N, HW, HW, 3, NULL, err, sizeof err);
@@ -203,6 +210,7 @@ static void test_cli_bad_input(void) {
     CHECK(WEXITSTATUS(rc) == 2, "--evaluator inception without GD_INCEPTION_WEIGHTS: exit %d", WEXITSTATUS(rc));
     free(si);
     cli_rmtree(d);
+    unsetenv("GD_CACHE_DIR");
 }
 
 GD_TEST_TABLE(gd_tests_inception_cli) = {

@@ -25,7 +25,7 @@
 typedef struct {
     const char *samples, *ref, *make_ref, *evaluator, *labels, *resize, *baseline;
     int limit, batch, threads, split; /* limit -1: all; threads 0: all cores */
-    int json, quiet, no_pr;
+    int json, quiet, no_pr, no_cache;
     double tolerance; /* -1: the baseline's */
 } options;
 
@@ -44,6 +44,10 @@ static const gd_cli_flag FLAGS[] = {
     {NULL, "--inception-resize", "tf|pytorch", GD_CLI_STR, OPT(resize),
      .help = "Inception input: the TF graph's own (legacy bilinear, (x-128)/128;\n"
              "default, = evaluator.py) or pytorch-fid's (x/255, half-pixel bilinear, 2x-1)"},
+    {NULL, "--no-cache", NULL, GD_CLI_SWITCH, OPT(no_cache),
+     .help = "Inception: do not read or write the reference batch's cached features\n"
+             "($GD_CACHE_DIR, else $XDG_CACHE_HOME/ddpm-eval or ~/.cache/ddpm-eval; keyed by\n"
+             "the reference file's bytes, the weights and the resize)"},
     {NULL, "--baseline", "FILE.json", GD_CLI_STR, OPT(baseline),
      .help = "regression gate: exit 1 when FID/sFID rise or IS, precision, recall,\n"
              "accuracy fall past the tolerances in FILE (see docs/evaluation.md)"},
@@ -392,7 +396,7 @@ int main(int argc, char **argv) {
         gd_cli_check_files();
         if (o.threads) gd_set_threads(o.threads);
         eval_inception_opts io = {o.samples, o.ref, staged, weights, o.resize, o.baseline, o.tolerance,
-                                  o.limit, o.batch, o.split, o.json, o.quiet, o.no_pr};
+                                  o.limit, o.batch, o.split, o.json, o.quiet, o.no_pr, o.no_cache};
         return eval_inception_run(&io);
     }
     if (o.resize) gd_cli_die("--inception-resize: only with the Inception evaluator (--evaluator inception...)");

@@ -134,6 +134,79 @@ static void extract(gd_inception_eval *ev, int batch, source *src, int want_spat
     free(buf);
 }
 
+/* ---- the reference's features, cached: evaluator.py reruns 10,000 reference images (1.9 h on
+ * 2 cores) on every evaluation; the cache key is the reference file's bytes, the weights and the
+ * preprocessing ---- */
+
+static int mkdirs(char *path) {
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            int bad = mkdir(path, 0755) != 0 && errno != EEXIST;
+            *p = '/';
+            if (bad) return -1;
+        }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* DIR/inception-<weights>-<resize>-<fnv1a64 of the file>.safetensors, or "" when no cache dir */
+static void cache_name(const char *ref, const gd_inception *net, int resize, char *out, size_t n) {
+    const char *d = getenv("GD_CACHE_DIR"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    char dir[4096];
+    if (d && *d) snprintf(dir, sizeof dir, "%s", d);
+    else if (x && *x) snprintf(dir, sizeof dir, "%s/ddpm-eval", x);
+    else if (h && *h) snprintf(dir, sizeof dir, "%s/.cache/ddpm-eval", h);
+    else {
+        out[0] = 0;
+        return;
+    }
+    FILE *f = fopen(ref, "rb");
+    uint64_t hash = 0xcbf29ce484222325ull;
+    static unsigned char buf[1 << 16];
+    size_t k;
+    while (f && (k = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < k; i++) hash = (hash ^ buf[i]) * 0x100000001b3ull;
+    if (f) fclose(f);
+    if (!f || mkdirs(dir)) {
+        out[0] = 0;
+        return;
+    }
+    snprintf(out, n, "%s/inception-%s-%s-%016llx.safetensors", dir, gd_inception_weights_id(net), resize ? "pytorch" : "tf",
+             (unsigned long long)hash);
+}
+
+/* 1 when the cache held the features (pool, and spatial when asked) of all n images */
+static int cache_load(const char *path, int64_t n, int want_spatial, features *f) {
+    char err[600];
+    gd_st_file *st = path[0] ? gd_st_open(path, err, sizeof err) : NULL;
+    if (!st) return 0;
+    const gd_st_tensor *p = gd_st_find(st, "pool"), *s = gd_st_find(st, "spatial");
+    int ok = p && p->dtype == GD_ST_F32 && p->ndim == 2 && p->shape[0] == n && p->shape[1] == P &&
+             (!want_spatial || (s && s->dtype == GD_ST_F32 && s->ndim == 2 && s->shape[0] == n && s->shape[1] == S));
+    if (ok) {
+        f->n = n;
+        f->pool = malloc(p->nbytes);
+        f->spatial = want_spatial ? malloc(s->nbytes) : NULL;
+        if (!f->pool || (want_spatial && !f->spatial)) gd_cli_die("out of memory for the reference features");
+        memcpy(f->pool, p->data, p->nbytes);
+        if (want_spatial) memcpy(f->spatial, s->data, s->nbytes);
+    }
+    gd_st_close(st);
+    return ok;
+}
+
+static void cache_save(const char *path, const features *f, const char *ref) {
+    if (!path[0]) return;
+    char err[600];
+    gd_st_writer *w = gd_st_writer_new();
+    int64_t sp[2] = {f->n, P}, ss[2] = {f->n, S};
+    if (w && !gd_st_writer_add(w, "pool", GD_ST_F32, 2, sp, f->pool) &&
+        (!f->spatial || !gd_st_writer_add(w, "spatial", GD_ST_F32, 2, ss, f->spatial)) &&
+        !gd_st_writer_meta(w, "reference", ref) && gd_st_writer_save(w, path, err, sizeof err))
+        fprintf(stderr, "ddpm-eval: warning: reference features not cached: %s\n", err);
+    gd_st_writer_free(w);
+}
+
 typedef struct {
     double *mu, *sigma; /* [d], [d, d] */
 } gauss;
@@ -232,7 +305,14 @@ int eval_inception_run(const eval_inception_opts *o) {
             source src;
             source_open(&src, o->ref, 0);
             if (src.n < 2) gd_cli_die("%s: at least 2 reference images needed, found %lld", o->ref, (long long)src.n);
-            extract(ev, batch, &src, !has, 0, NULL, "reference", quiet, &rf);
+            char cpath[4600] = "";
+            if (!o->no_cache) cache_name(o->ref, net, resize, cpath, sizeof cpath);
+            if (cache_load(cpath, src.n, !has, &rf)) {
+                if (!quiet) fprintf(stderr, "ddpm-eval: reference features of %lld images from the cache %s\n", (long long)rf.n, cpath);
+            } else {
+                extract(ev, batch, &src, !has, 0, NULL, "reference", quiet, &rf);
+                cache_save(cpath, &rf, o->ref);
+            }
             source_close(&src);
             if (!has) {
                 rp = stats_of(rf.pool, rf.n, P);

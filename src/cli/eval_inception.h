@@ -8,7 +8,7 @@ typedef struct {
     const char *resize;                   /* "tf" (default) or "pytorch" */
     const char *baseline;                 /* --baseline FILE.json or NULL */
     double tolerance;                     /* --tolerance (FID/sFID relative), < 0: the baseline's */
-    int limit, batch, split, json, quiet, no_pr;
+    int limit, batch, split, json, quiet, no_pr, no_cache;
 } eval_inception_opts;
 
 /* 1 when --evaluator names the Inception: "inception" (weights from $GD_INCEPTION_WEIGHTS),
