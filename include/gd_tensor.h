@@ -40,6 +40,7 @@ typedef enum {
     GD_OP_GATHER,     /* x[n, idx[n]] */
     GD_OP_RELU,
     GD_OP_POOL2D,     /* k x k max, or average excluding the padding */
+    GD_OP_CROP2D,
     GD_OP_COUNT
 } gd_op;
 
@@ -139,6 +140,8 @@ typedef enum { GD_POOL_MAX = 0, GD_POOL_AVG_EXCL_PAD = 1 } gd_pool;
 /* x [N,C,H,W]: k x k windows, stride, symmetric padding pad < k/2 (max pools pad with -inf,
  * average pools divide by the cells inside the input, TF SAME / count_include_pad=False) */
 gd_tensor *gd_pool2d(gd_ctx *ctx, gd_tensor *x, gd_pool kind, int k, int stride, int pad);
+/* x [N,C,H,W] -> the h x w window at row top, column left */
+gd_tensor *gd_crop2d(gd_ctx *ctx, gd_tensor *x, int top, int left, int64_t h, int64_t w);
 
 /* ---- graphs ----
  * Every call that can fail returns NULL or -1 with one line in err (include/gd_util.h). */

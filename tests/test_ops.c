@@ -115,6 +115,7 @@ static gd_tensor *b_cat2(gd_ctx *c, gd_tensor **i) { return gd_concat(c, i[0], i
 static gd_tensor *b_up(gd_ctx *c, gd_tensor **i) { return gd_upsample2x(c, i[0]); }
 static gd_tensor *b_pool(gd_ctx *c, gd_tensor **i) { return gd_avgpool2x(c, i[0]); }
 static gd_tensor *b_pool_avg(gd_ctx *c, gd_tensor **i) { return gd_pool2d(c, i[0], GD_POOL_AVG_EXCL_PAD, 3, 1, 1); }
+static gd_tensor *b_crop(gd_ctx *c, gd_tensor **i) { return gd_crop2d(c, i[0], 1, 2, 3, 2); }
 static gd_tensor *b_bil(gd_ctx *c, gd_tensor **i) { return gd_bilinear(c, i[0], 11, 16); }
 static gd_tensor *b_att_l(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 0); }
 static gd_tensor *b_att_n(gd_ctx *c, gd_tensor **i) { return gd_attention(c, i[0], 2, 1); }
@@ -386,6 +387,7 @@ static void test_pool_relu(void) {
     pool_case(GD_POOL_AVG_EXCL_PAD, 2, 1, 8, 8, 8, 1, 0); /* pool_3's 8x8 VALID */
     in_spec a[] = {{S4(2, 3, 5, 5), 0, 0}};
     fd_check("pool2d avg 3x3 excl. padding", 1, a, b_pool_avg, 1e-2, 1e-3);
+    fd_check("crop2d", 1, a, b_crop, 1e-2, 1e-3);
     gd_ctx *ctx = gd_ctx_new(4);
     gd_tensor *x = gd_new_1d(ctx, GD_F32, 4);
     x->flags = GD_FLAG_INPUT | GD_FLAG_NEEDS_GRAD;
@@ -399,6 +401,22 @@ static void test_pool_relu(void) {
     CHECK(F32_AT(y, 0) == 0 && F32_AT(y, 1) == 0 && F32_AT(y, 2) == 0.25f && F32_AT(y, 3) == 3.0f, "relu forward");
     CHECK(x->grad[0] == 0 && x->grad[1] == 0 && x->grad[2] == 3 && x->grad[3] == 4, "relu gradient");
     CHECK(gd_pool2d(ctx, x, GD_POOL_MAX, 3, 1, 1) == NULL, "pool2d refuses a non-4-D input");
+    {
+        gd_ctx *c2 = gd_ctx_new(4);
+        gd_tensor *q = gd_new_4d(c2, GD_F32, 1, 2, 4, 5);
+        q->flags = GD_FLAG_INPUT;
+        gd_tensor *r = gd_crop2d(c2, q, 1, 1, 2, 3);
+        gd_graph *g2 = gd_graph_build(c2, &r, 1, NULL, 0);
+        gd_graph_plan(g2, 0, NULL, 0);
+        for (int i = 0; i < 40; i++) ((float *)q->data)[i] = (float)i;
+        gd_graph_compute(g2, NULL, 0);
+        /* plane 1, row 2, columns 1..3 = 20 + 10 + 1.. */
+        CHECK(F32_AT(r, 0) == 6 && F32_AT(r, 2) == 8 && F32_AT(r, 3) == 11 && F32_AT(r, 6) == 26 && F32_AT(r, 11) == 33,
+              "crop2d values");
+        CHECK(gd_crop2d(c2, q, 3, 0, 2, 2) == NULL, "crop2d refuses a window past the edge");
+        gd_graph_free(g2);
+        gd_ctx_free(c2);
+    }
     gd_graph_free(g);
     gd_ctx_free(ctx);
 }

@@ -57,6 +57,7 @@ GD_OP_DECL(select);
 GD_OP_DECL(gather);
 GD_OP_DECL(relu);
 GD_OP_DECL(pool2d);
+GD_OP_DECL(crop2d);
 
 int gd_winograd_worth(int64_t N, int64_t H, int64_t W);
 size_t gd_winograd_work(int64_t N, int64_t C, int64_t O, int64_t H, int64_t W);

@@ -34,6 +34,7 @@ const gd_op_info gd_op_table[GD_OP_COUNT] = {
     [GD_OP_GATHER] = {"gather", gd_fwd_gather, gd_bwd_gather, NULL, NULL},
     [GD_OP_RELU] = {"relu", gd_fwd_relu, gd_bwd_relu, NULL, NULL},
     [GD_OP_POOL2D] = {"pool2d", gd_fwd_pool2d, gd_bwd_pool2d, NULL, NULL},
+    [GD_OP_CROP2D] = {"crop2d", gd_fwd_crop2d, gd_bwd_crop2d, NULL, NULL},
 };
 
 struct gd_graph {

@@ -1,7 +1,9 @@
-/* ReLU and k x k pooling (max, or average that excludes the padding), as Inception needs them. */
+/* ReLU, k x k pooling (max, or average that excludes the padding) and cropping, as Inception needs
+ * them. */
 #include "core/gd_internal.h"
 
 #include <float.h>
+#include <string.h>
 
 gd_tensor *gd_relu(gd_ctx *ctx, gd_tensor *x) {
     return x ? gd_new_op(ctx, GD_OP_RELU, x->ndim, x->ne, x, NULL, NULL) : NULL;
@@ -126,4 +128,40 @@ void gd_bwd_pool2d(gd_tensor *t, float *work) {
                 }
             }
     }
+}
+
+gd_tensor *gd_crop2d(gd_ctx *ctx, gd_tensor *x, int top, int left, int64_t h, int64_t w) {
+    if (!x) return NULL;
+    if (x->ndim != 4 || top < 0 || left < 0 || h < 1 || w < 1 || top + h > x->ne[2] || left + w > x->ne[3]) {
+        gd_ctx_fail(ctx, "crop2d: a %lldx%lld window at (%d, %d) does not fit in '%s'", (long long)h, (long long)w, top, left,
+                    x->name);
+        return NULL;
+    }
+    int64_t ne[4] = {x->ne[0], x->ne[1], h, w};
+    gd_tensor *t = gd_new_op(ctx, GD_OP_CROP2D, 4, ne, x, NULL, NULL);
+    if (t) t->ip[0] = top, t->ip[1] = left;
+    return t;
+}
+
+void gd_fwd_crop2d(gd_tensor *t, float *work) {
+    (void)work;
+    const gd_tensor *X = t->src[0];
+    int64_t NC = t->ne[0] * t->ne[1], H = X->ne[2], W = X->ne[3], OH = t->ne[2], OW = t->ne[3];
+    const float *x = F32(X);
+    float *y = F32(t);
+#pragma omp parallel for if (NC * OH * OW > 65536)
+    for (int64_t p = 0; p < NC; p++)
+        for (int64_t r = 0; r < OH; r++)
+            memcpy(y + (p * OH + r) * OW, x + (p * H + r + t->ip[0]) * W + t->ip[1], sizeof(float) * (size_t)OW);
+}
+
+void gd_bwd_crop2d(gd_tensor *t, float *work) {
+    (void)work;
+    gd_tensor *X = t->src[0];
+    if (!X->grad) return;
+    int64_t NC = t->ne[0] * t->ne[1], H = X->ne[2], W = X->ne[3], OH = t->ne[2], OW = t->ne[3];
+#pragma omp parallel for if (NC * OH * OW > 65536)
+    for (int64_t p = 0; p < NC; p++)
+        for (int64_t r = 0; r < OH; r++)
+            for (int64_t c = 0; c < OW; c++) X->grad[(p * H + r + t->ip[0]) * W + t->ip[1] + c] += t->grad[(p * OH + r) * OW + c];
 }
