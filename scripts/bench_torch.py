@@ -2,7 +2,9 @@
 """Times the PyTorch reference (tests/reference/adm.py) on the CPU, for comparison with the C code.
 
     /usr/bin/python3 scripts/bench_torch.py --config adm64|adm64cls|small28|small28cls|FILE.json
-        [--batch N] [--threads T] [--repeat R] [--mode unet|classifier]
+        [--batch N] [--threads T] [--repeat R] [--mode unet|classifier|train]
+
+FILE.json is a model config or a ddpm-train run config (configs/train_*.json: its "model" block).
 
 unet mode:       model forward under torch.no_grad() (superres configs also get a low_res input).
 train mode:      one training step: forward, a mean-square loss on the output, backward, AdamW.
@@ -64,7 +66,11 @@ def load_config(arg):
     if arg in PRESETS:
         return dict(PRESETS[arg])
     with open(arg) as f:
-        return json.load(f)
+        d = json.load(f)
+    # a ddpm-train run config (configs/train_*.json): its "model" block is the network
+    if isinstance(d.get("model"), dict):
+        d = d["model"]
+    return d
 
 
 def main():

@@ -27,6 +27,7 @@ typedef struct {
     const char *run, *eval;
     int resume, quiet, threads;
     int stop_after; /* -1: none */
+    int bench;      /* --bench STEPS; 0: train */
 } options;
 
 #define OPT(f) offsetof(options, f)
@@ -40,6 +41,10 @@ static const gd_cli_flag FLAGS[] = {
      .help = "(classifiers) accuracy of OUT/model.safetensors on the run's test_data\n"
              "(default: the Fashion-MNIST test set) at each original timestep T (0 = clean),\n"
              "one JSON line each; nothing is trained"},
+    {NULL, "--bench", "STEPS", GD_CLI_INT, OPT(bench), .lo = 1, .hi = 1000000,
+     .help = "time STEPS optimisation steps (after one untimed warm-up step) on the run's\n"
+             "network, data and optimizer, and print one JSON line: median seconds per step,\n"
+             "samples/s; writes nothing (no OUT folder), trains nothing that is kept"},
     {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 1024, .help = "worker threads"},
     {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no progress on stderr"},
     {0},
@@ -47,7 +52,8 @@ static const gd_cli_flag FLAGS[] = {
 #undef OPT
 
 static const gd_cli_spec SPEC = {
-    .usage = "ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]",
+    .usage = "ddpm-train -c RUN.json [--resume] [--stop-after N] [-t THREADS] [-q]\n"
+             "       ddpm-train -c RUN.json --bench STEPS [-t THREADS]",
     .about = "Trains the network the run config describes (configs/train_*.json are examples):\n"
              "  kind \"diffusion\": ADM U-Net, epsilon MSE + 0.001 L_vlb (learned range), label dropout\n"
              "  kind \"classifier\": EncoderUNet on q_sample(x0, t) (\"noised\": true) or clean images,\n"
@@ -475,11 +481,59 @@ static void train(trainer *tr, const options *o, const char *out) {
     fclose(logf);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* --bench: the run's steps 0..STEPS (step 0 untimed, a warm-up), exactly as train() runs them but
+ * without logging or checkpoints; one JSON line on stdout. */
+static void bench(trainer *tr, const options *o, const char *run) {
+    char err[600];
+    alloc_buffers(tr);
+    int64_t n = o->bench;
+    double *dt = malloc(sizeof(double) * (size_t)n), total = 0;
+    if (!dt) gd_cli_die("out of memory");
+    for (int64_t s = 0; s <= n; s++) {
+        double t0 = gd_time_now();
+        fill_batch(tr, s);
+        forward_loss(tr, s);
+        if (gd_net_backward(tr->net, tr->dout, err, sizeof err)) gd_cli_die("backward: %s", err);
+        gd_optim_step(tr->opt);
+        if (s > 0) total += dt[s - 1] = gd_time_now() - t0;
+    }
+    qsort(dt, (size_t)n, sizeof *dt, cmp_double);
+    double med = n % 2 ? dt[n / 2] : 0.5 * (dt[n / 2 - 1] + dt[n / 2]);
+    int64_t params = 0;
+    for (int i = 0; i < gd_net_param_count(tr->net); i++) params += gd_nelements(gd_net_param_tensor(tr->net, i));
+    printf("{\"mode\": \"train\", \"config\": ");
+    json_string(stdout, run);
+    printf(", \"kind\": \"%s\", \"batch\": %d, \"threads\": %d, "
+           "\"steps\": %lld, \"params\": %lld, \"median_s\": %.6f, \"mean_s\": %.6f, \"min_s\": %.6f, "
+           "\"samples_per_s\": %.2f}\n",
+           tr->diffusion ? "diffusion" : "classifier", tr->B, gd_get_threads(), (long long)n, (long long)params, med,
+           total / (double)n, dt[0], tr->B / med);
+    free(dt);
+}
+
 int main(int argc, char **argv) {
     gd_cli_set_program("ddpm-train");
     options o = {.stop_after = -1};
     gd_cli_parse(&SPEC, argc, argv, &o, NULL, 0);
     if (!o.run) gd_cli_die("need -c RUN.json (see --help)");
+    if (o.bench && (o.resume || o.stop_after >= 0 || o.eval))
+        gd_cli_die("--bench times steps and writes nothing: it does not go with --resume, --stop-after or --eval");
     if (o.threads > 0) gd_set_threads(o.threads);
     gd_train_config rc;
     load_run(o.run, &rc);
@@ -501,7 +555,8 @@ int main(int argc, char **argv) {
     tr.net = gd_net_new_train(m, tr.B, err, sizeof err);
     if (!tr.net) gd_cli_die("%s", err);
     tr.opt = new_optimizer(&tr, &rc);
-    train(&tr, &o, rc.out);
+    if (o.bench) bench(&tr, &o, o.run);
+    else train(&tr, &o, rc.out);
 
     free_trainer(&tr);
     gd_model_free(m);

@@ -439,6 +439,18 @@ int gd_graph_compute(gd_graph *g, char *err, size_t errlen) {
     return 0;
 }
 
+/* Zeroes a gradient buffer; a large one by all threads, in 256 KiB blocks (memory bound). */
+static void zero_grad(float *p, int64_t n) {
+    const int64_t blk = 1 << 16;
+    if (n <= blk) {
+        memset(p, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+#pragma omp parallel for
+    for (int64_t b = 0; b < (n + blk - 1) / blk; b++)
+        memset(p + b * blk, 0, sizeof(float) * (size_t)(n - b * blk < blk ? n - b * blk : blk));
+}
+
 int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err, size_t errlen) {
     if (!g->planned || !g->with_backward) {
         gd_errf(err, errlen, "graph was not planned with a backward pass");
@@ -461,7 +473,7 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err,
         gd_tensor *t = g->nodes[k];
         gd_tensor *o = owner(t); /* an output that is a view seeds its owner's gradient */
         if (o->grad && (t->flags & GD_FLAG_OUTPUT) && !zeroed[index_of(g, o)]) {
-            memset(o->grad, 0, sizeof(float) * (size_t)gd_nelements(o));
+            zero_grad(o->grad, gd_nelements(o));
             zeroed[index_of(g, o)] = true;
         }
     }
@@ -474,7 +486,7 @@ int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err,
             gd_tensor *o = t->src[s] ? owner(t->src[s]) : NULL;
             if (!o) continue;
             if (o->grad && !zeroed[index_of(g, o)]) {
-                memset(o->grad, 0, sizeof(float) * (size_t)gd_nelements(o));
+                zero_grad(o->grad, gd_nelements(o));
                 zeroed[index_of(g, o)] = true;
             }
             if (g->widen[index_of(g, o)]) run_node(g, o, 0); /* the scratch holds another op's weights by now */

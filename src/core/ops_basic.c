@@ -1,5 +1,6 @@
 /* Element-wise, broadcast, layout and small reduction ops (forward and backward). */
 #include "core/gd_internal.h"
+#include "core/vmath.h"
 
 #include <math.h>
 #include <string.h>
@@ -78,27 +79,78 @@ gd_tensor *gd_silu(gd_ctx *ctx, gd_tensor *x) {
     return gd_new_op(ctx, GD_OP_SILU, x->ndim, x->ne, x, NULL, NULL);
 }
 
+/* Element-wise loops run in blocks of EW_BLOCK elements (a multiple of 8), so each thread takes
+ * whole vectors; an element's arithmetic never depends on the block it falls in. */
+#define EW_BLOCK 4096
+
+static void silu_fwd_range(const float *x, float *y, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+#ifdef GD_VEXPF16
+    const __m512 one16 = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= i1; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = gd_expf16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))));
+        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(one16, e)));
+    }
+#endif
+#ifdef GD_VEXPF
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= i1; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = gd_expf8(_mm256_xor_ps(v, sign)); /* expf(-x) */
+        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+    }
+#endif
+    for (; i < i1; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+}
+
 void gd_fwd_silu(gd_tensor *t, float *work) {
     (void)work;
     const float *x = F32(t->src[0]);
     float *y = F32(t);
-    int64_t n = gd_nelements(t);
+    int64_t n = gd_nelements(t), nb = (n + EW_BLOCK - 1) / EW_BLOCK;
 #pragma omp parallel for if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+    for (int64_t b = 0; b < nb; b++) silu_fwd_range(x, y, b * EW_BLOCK, b * EW_BLOCK + EW_BLOCK < n ? b * EW_BLOCK + EW_BLOCK : n);
+}
+
+static void silu_bwd_range(const float *x, const float *dy, float *dx, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+#ifdef GD_VEXPF16
+    const __m512 one16 = _mm512_set1_ps(1.0f);
+    for (; i + 16 <= i1; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        __m512 e = gd_expf16(_mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))));
+        __m512 s = _mm512_div_ps(one16, _mm512_add_ps(one16, e));
+        __m512 g = _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(dy + i), s),
+                                 _mm512_add_ps(one16, _mm512_mul_ps(v, _mm512_sub_ps(one16, s))));
+        _mm512_storeu_ps(dx + i, _mm512_add_ps(_mm512_loadu_ps(dx + i), g));
+    }
+#endif
+#ifdef GD_VEXPF
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (; i + 8 <= i1; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, gd_expf8(_mm256_xor_ps(v, sign))));
+        /* dy * s * (1 + x * (1 - s)), left to right as the scalar expression */
+        __m256 g = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dy + i), s),
+                                 _mm256_add_ps(one, _mm256_mul_ps(v, _mm256_sub_ps(one, s))));
+        _mm256_storeu_ps(dx + i, _mm256_add_ps(_mm256_loadu_ps(dx + i), g));
+    }
+#endif
+    for (; i < i1; i++) {
+        float s = 1.0f / (1.0f + expf(-x[i]));
+        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
 }
 
 void gd_bwd_silu(gd_tensor *t, float *work) {
     (void)work;
     gd_tensor *a = t->src[0];
     if (!a->grad) return;
-    const float *x = F32(a), *dy = t->grad;
-    float *dx = a->grad;
-    int64_t n = gd_nelements(t);
+    int64_t n = gd_nelements(t), nb = (n + EW_BLOCK - 1) / EW_BLOCK;
 #pragma omp parallel for if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float s = 1.0f / (1.0f + expf(-x[i]));
-        dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
-    }
+    for (int64_t b = 0; b < nb; b++)
+        silu_bwd_range(F32(a), t->grad, a->grad, b * EW_BLOCK, b * EW_BLOCK + EW_BLOCK < n ? b * EW_BLOCK + EW_BLOCK : n);
 }
 
 gd_tensor *gd_scale(gd_ctx *ctx, gd_tensor *x, float s) {
@@ -189,7 +241,10 @@ static void binary_bwd(gd_tensor *t, int mul) {
     bcast bc;
     make_bcast(A, B, &bc);
     int64_t in = bc.ne[3], outer = n / (in ? in : 1);
-    if (A->grad) {
+    if (A->grad && gd_nelements(B) == n) {
+#pragma omp parallel for if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) A->grad[i] += mul ? dy[i] * b[i] : dy[i];
+    } else if (A->grad) {
 #pragma omp parallel for if (n > PAR_MIN)
         for (int64_t o = 0; o < outer; o++) {
             int64_t i2 = o % bc.ne[2], i1 = (o / bc.ne[2]) % bc.ne[1], i0 = o / (bc.ne[2] * bc.ne[1]);
@@ -198,7 +253,10 @@ static void binary_bwd(gd_tensor *t, int mul) {
                 A->grad[o * in + i] += mul ? dy[o * in + i] * bb[i * bc.bs[3]] : dy[o * in + i];
         }
     }
-    if (B->grad) {
+    if (B->grad && gd_nelements(B) == n) { /* no broadcast: element-wise, as for a */
+#pragma omp parallel for if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) B->grad[i] += mul ? dy[i] * a[i] : dy[i];
+    } else if (B->grad) {
         /* Reduction into b: serial, so the sum order (and result) does not depend on threads. */
         for (int64_t o = 0; o < outer; o++) {
             int64_t i2 = o % bc.ne[2], i1 = (o / bc.ne[2]) % bc.ne[1], i0 = o / (bc.ne[2] * bc.ne[1]);
@@ -240,20 +298,19 @@ void gd_bwd_scale_shift(gd_tensor *t, float *work) {
     gd_tensor *H = t->src[0], *E = t->src[1];
     const float *h = F32(H), *e = F32(E), *dy = t->grad;
     int64_t N = t->ne[0], C = t->ne[1], S = gd_nelements(t) / (N * C);
+    /* the scale and shift gradients in a fixed order (gd_dot_f64, gd_sum_f64) */
 #pragma omp parallel for if (N * C * S > PAR_MIN)
     for (int64_t nc = 0; nc < N * C; nc++) {
         int64_t n = nc / C, c = nc % C;
         float sc = 1.0f + e[n * 2 * C + c];
-        double dsc = 0, dsh = 0;
-        for (int64_t s = 0; s < S; s++) {
-            float g = dy[nc * S + s];
-            if (H->grad) H->grad[nc * S + s] += g * sc;
-            dsc += (double)g * h[nc * S + s];
-            dsh += g;
+        const float *g = dy + nc * S;
+        if (H->grad) {
+            float *hg = H->grad + nc * S;
+            for (int64_t s = 0; s < S; s++) hg[s] += g[s] * sc;
         }
         if (E->grad) {
-            E->grad[n * 2 * C + c] += (float)dsc;
-            E->grad[n * 2 * C + C + c] += (float)dsh;
+            E->grad[n * 2 * C + c] += (float)gd_dot_f64(g, h + nc * S, S);
+            E->grad[n * 2 * C + C + c] += (float)gd_sum_f64(g, S);
         }
     }
 }

@@ -1,6 +1,7 @@
-/* conv2d (im2col + sgemm) and linear, forward and backward. sgemm is called from serial code
- * and threads itself; the copy loops around it use OpenMP. */
-#include "core/gd_internal.h"
+/* conv2d (im2col + sgemm, or Winograd) forward, and linear, forward and backward; the conv2d
+ * backward is in ops_conv_grad.c. GEMMs are always single-threaded OpenBLAS calls made from
+ * inside a parallel region (see gd_sgemm_tiled). */
+#include "core/conv_internal.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -65,12 +66,7 @@ gd_tensor *gd_conv2d_ex(gd_ctx *ctx, gd_tensor *x, gd_tensor *w, gd_tensor *b, i
     return t;
 }
 
-/* KH x KW kernels (Inception's 1x7 and 7x1 among them) with per-axis padding PH, PW */
-typedef struct {
-    int64_t N, C, H, W, O, KH, KW, OH, OW, OHW, CKK, S, PH, PW;
-} conv_geom;
-
-static conv_geom geom(const gd_tensor *t) {
+conv_geom gd_conv_geom(const gd_tensor *t) {
     const gd_tensor *x = t->src[0], *w = t->src[1];
     conv_geom g = {x->ne[0], x->ne[1], x->ne[2], x->ne[3], w->ne[0], w->ne[2], w->ne[3], t->ne[2], t->ne[3], 0, 0,
                    t->ip[0], t->ip[1], t->ip[2]};
@@ -79,95 +75,197 @@ static conv_geom geom(const gd_tensor *t) {
     return g;
 }
 
-static int direct(const conv_geom *g) { return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PH == 0 && g->PW == 0; }
+int gd_conv_direct(const conv_geom *g) { return g->KH == 1 && g->KW == 1 && g->S == 1 && g->PH == 0 && g->PW == 0; }
+
+int gd_conv_3x3_same(const conv_geom *g) {
+    return g->KH == 3 && g->KW == 3 && g->S == 1 && g->PH == 1 && g->PW == 1;
+}
 
 /* 3x3 "same" convolutions (nearly all of ADM's FLOPs) go through Winograd F(2x2,3x3), forward
  * and input gradient; GD_NO_WINOGRAD=1 selects im2col + GEMM for comparison. */
-static int winograd(const conv_geom *g) {
+int gd_conv_winograd(const conv_geom *g) {
     static int off = -1;
     if (off < 0) off = getenv("GD_NO_WINOGRAD") != NULL;
-    return !off && g->KH == 3 && g->KW == 3 && g->S == 1 && g->PH == 1 && g->PW == 1 && gd_winograd_worth(g->N, g->H, g->W);
+    return !off && gd_conv_3x3_same(g) && gd_winograd_worth(g->N, g->H, g->W);
+}
+
+/* Forward, im2col or direct: a sample per thread (each with its own im2col slice) when the batch
+ * has two or more and the slices are small; else one sample after the other, each parallel inside.
+ * Either way every sample goes through the same tile GEMMs, so the bits are the same. */
+#define FWD_SLICE_MAX (4 << 20)
+
+static size_t fwd_slice(const conv_geom *g) { return gd_conv_direct(g) ? 0 : gd_pad16((size_t)(g->CKK * g->OHW)); }
+
+static int fwd_sample_parallel(const conv_geom *g, int team) {
+    return team > 1 && g->N >= 2 && fwd_slice(g) <= FWD_SLICE_MAX;
 }
 
 size_t gd_work_conv2d(gd_tensor *t, int backward) {
-    conv_geom g = geom(t);
-    size_t w = direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
-    if (winograd(&g)) {
-        size_t wf = gd_winograd_work(g.N, g.C, g.O, g.H, g.W), wb = gd_winograd_work(g.N, g.O, g.C, g.H, g.W);
-        if (!backward) return wf;
+    conv_geom g = gd_conv_geom(t);
+    int team = gd_planned_threads();
+    t->ip[3] = team; /* what the scratch is sized for (gd_conv_team) */
+    size_t w = gd_conv_direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
+    if (gd_conv_winograd(&g)) w = gd_winograd_work_team(g.N, g.C, g.O, g.H, g.W, team);
+    else if (fwd_sample_parallel(&g, team) && (size_t)team * fwd_slice(&g) > w) w = (size_t)team * fwd_slice(&g);
+    if (backward) {
+        size_t wb = gd_conv_grad_work(&g, team);
         if (wb > w) w = wb;
     }
     return w;
 }
 
 double gd_flops_conv2d(const gd_tensor *t) {
-    conv_geom g = geom(t);
+    conv_geom g = gd_conv_geom(t);
     return 2.0 * (double)g.N * (double)g.O * (double)g.OHW * (double)g.CKK;
 }
 
-/* col[(c*KH + ky)*KW + kx][oy*OW + ox] = x[c][oy*S - PH + ky][ox*S - PW + kx] for one sample */
-static void im2col(const conv_geom *g, const float *x, float *col) {
-#pragma omp parallel for
-    for (int64_t r = 0; r < g->CKK; r++) {
-        int64_t c = r / (g->KH * g->KW), ky = (r / g->KW) % g->KH, kx = r % g->KW;
-        const float *xc = x + c * g->H * g->W;
-        float *dst = col + r * g->OHW;
+/* One row r = (c*KH + ky)*KW + kx of im2col for one sample. */
+static void im2col_row(const conv_geom *g, const float *x, int64_t r, float *dst) {
+    int64_t c = r / (g->KH * g->KW), ky = (r / g->KW) % g->KH, kx = r % g->KW;
+    const float *xc = x + c * g->H * g->W;
+#ifdef GD_AVX512
+    if (g->S == 1) { /* each output row a masked, shifted copy of an input row (zeros outside) */
         for (int64_t oy = 0; oy < g->OH; oy++) {
-            int64_t iy = oy * g->S - g->PH + ky;
+            int64_t iy = oy - g->PH + ky;
             float *d = dst + oy * g->OW;
-            if (iy < 0 || iy >= g->H) {
-                memset(d, 0, sizeof(float) * (size_t)g->OW);
-                continue;
-            }
             const float *xr = xc + iy * g->W;
-            if (g->S == 1) {
-                int64_t ox0 = g->PW - kx > 0 ? g->PW - kx : 0, ox1 = g->W + g->PW - kx;
-                if (ox1 > g->OW) ox1 = g->OW;
-                for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
-                if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->PW + kx, sizeof(float) * (size_t)(ox1 - ox0));
-                for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
-            } else {
-                for (int64_t ox = 0; ox < g->OW; ox++) {
-                    int64_t ix = ox * g->S - g->PW + kx;
-                    d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
-                }
+            for (int64_t o0 = 0; o0 < g->OW; o0 += 16) {
+                __mmask16 st = gd_first_lanes(g->OW - o0), ld = iy < 0 || iy >= g->H ? 0 : st & gd_lane_mask(o0 - g->PW + kx, g->W);
+                _mm512_mask_storeu_ps(d + o0, st, _mm512_maskz_loadu_ps(ld, xr + o0 - g->PW + kx));
+            }
+        }
+        return;
+    }
+#endif
+    for (int64_t oy = 0; oy < g->OH; oy++) {
+        int64_t iy = oy * g->S - g->PH + ky;
+        float *d = dst + oy * g->OW;
+        if (iy < 0 || iy >= g->H) {
+            memset(d, 0, sizeof(float) * (size_t)g->OW);
+            continue;
+        }
+        const float *xr = xc + iy * g->W;
+        if (g->S == 1) {
+            int64_t ox0 = g->PW - kx > 0 ? g->PW - kx : 0, ox1 = g->W + g->PW - kx;
+            if (ox1 > g->OW) ox1 = g->OW;
+            for (int64_t ox = 0; ox < ox0; ox++) d[ox] = 0;
+            if (ox1 > ox0) memcpy(d + ox0, xr + ox0 - g->PW + kx, sizeof(float) * (size_t)(ox1 - ox0));
+            for (int64_t ox = ox1 > ox0 ? ox1 : ox0; ox < g->OW; ox++) d[ox] = 0;
+        } else {
+            for (int64_t ox = 0; ox < g->OW; ox++) {
+                int64_t ix = ox * g->S - g->PW + kx;
+                d[ox] = ix >= 0 && ix < g->W ? xr[ix] : 0.0f;
             }
         }
     }
 }
 
-/* dx[c] += col2im(dcol) for one sample; parallel over channels, each owning its rows of dcol. */
-static void col2im(const conv_geom *g, const float *col, float *dx) {
+/* col[(c*KH + ky)*KW + kx][oy*OW + ox] = x[c][oy*S - PH + ky][ox*S - PW + kx] for one sample */
+static void im2col(const conv_geom *g, const float *x, float *col) {
 #pragma omp parallel for
+    for (int64_t r = 0; r < g->CKK; r++) im2col_row(g, x, r, col + r * g->OHW);
+}
+
+void gd_im2col_serial(const conv_geom *g, const float *x, float *col, int64_t ld) {
+    for (int64_t r = 0; r < g->CKK; r++) im2col_row(g, x, r, col + r * ld);
+}
+
+void gd_col2im_serial(const conv_geom *g, const float *col, int64_t ld, float *dx) {
+#ifdef GD_AVX512
+    if (g->S == 1) {
+        /* by input rows: each element takes its contributions in (ky, kx) order, as in the loop
+         * below (with stride 1 each (ky, kx) adds at most one value to an element) */
+        for (int64_t c = 0; c < g->C; c++) {
+            float *xc = dx + c * g->H * g->W;
+            for (int64_t iy = 0; iy < g->H; iy++)
+                for (int64_t i0 = 0; i0 < g->W; i0 += 16) {
+                    __mmask16 st = gd_first_lanes(g->W - i0);
+                    __m512 acc = _mm512_maskz_loadu_ps(st, xc + iy * g->W + i0);
+                    for (int64_t ky = 0; ky < g->KH; ky++) {
+                        int64_t oy = iy + g->PH - ky;
+                        if (oy < 0 || oy >= g->OH) continue;
+                        for (int64_t kx = 0; kx < g->KW; kx++) {
+                            const float *src = col + ((c * g->KH + ky) * g->KW + kx) * ld + oy * g->OW;
+                            int64_t o0 = i0 + g->PW - kx; /* the column of lane 0 */
+                            __mmask16 m = st & gd_lane_mask(o0, g->OW);
+                            acc = _mm512_mask_add_ps(acc, m, acc, _mm512_maskz_loadu_ps(m, src + o0));
+                        }
+                    }
+                    _mm512_mask_storeu_ps(xc + iy * g->W + i0, st, acc);
+                }
+        }
+        return;
+    }
+#endif
     for (int64_t c = 0; c < g->C; c++) {
         float *xc = dx + c * g->H * g->W;
         for (int64_t ky = 0; ky < g->KH; ky++)
             for (int64_t kx = 0; kx < g->KW; kx++) {
-                const float *src = col + ((c * g->KH + ky) * g->KW + kx) * g->OHW;
+                const float *src = col + ((c * g->KH + ky) * g->KW + kx) * ld;
                 for (int64_t oy = 0; oy < g->OH; oy++) {
                     int64_t iy = oy * g->S - g->PH + ky;
                     if (iy < 0 || iy >= g->H) continue;
-                    for (int64_t ox = 0; ox < g->OW; ox++) {
-                        int64_t ix = ox * g->S - g->PW + kx;
-                        if (ix >= 0 && ix < g->W) xc[iy * g->W + ix] += src[oy * g->OW + ox];
+                    float *xr = xc + iy * g->W;
+                    const float *sr = src + oy * g->OW;
+                    if (g->S == 1) {
+                        int64_t ox0 = g->PW - kx > 0 ? g->PW - kx : 0, ox1 = g->W + g->PW - kx;
+                        if (ox1 > g->OW) ox1 = g->OW;
+                        for (int64_t ox = ox0; ox < ox1; ox++) xr[ox - g->PW + kx] += sr[ox];
+                    } else {
+                        for (int64_t ox = 0; ox < g->OW; ox++) {
+                            int64_t ix = ox * g->S - g->PW + kx;
+                            if (ix >= 0 && ix < g->W) xr[ix] += sr[ox];
+                        }
                     }
                 }
             }
     }
 }
 
+/* One sample's output: the tile GEMMs of gd_sgemm_tiled one after the other, then the bias. */
+static void fwd_sample(const conv_geom *g, const float *w, const float *B, const float *b, float *out) {
+    int64_t tm = (g->O + TILE_M - 1) / TILE_M, tn = (g->OHW + TILE_N - 1) / TILE_N;
+    for (int64_t t = 0; t < tm * tn; t++) {
+        int64_t m0 = t / tn * TILE_M, n0 = t % tn * TILE_N;
+        int64_t mt = g->O - m0 < TILE_M ? g->O - m0 : TILE_M, nt = g->OHW - n0 < TILE_N ? g->OHW - n0 : TILE_N;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mt, (int)nt, (int)g->CKK, 1.0f, w + m0 * g->CKK,
+                    (int)g->CKK, B + n0, (int)g->OHW, 0.0f, out + m0 * g->OHW + n0, (int)g->OHW);
+    }
+    if (b)
+        for (int64_t o = 0; o < g->O; o++)
+            for (int64_t i = 0; i < g->OHW; i++) out[o * g->OHW + i] += b[o];
+}
+
 void gd_fwd_conv2d(gd_tensor *t, float *work) {
-    conv_geom g = geom(t);
+    conv_geom g = gd_conv_geom(t);
     const float *x = F32(t->src[0]), *w = F32(t->src[1]);
     const float *b = t->src[2] ? F32(t->src[2]) : NULL;
     float *y = F32(t);
-    if (winograd(&g)) {
-        gd_winograd_conv3x3(x, g.N, g.C, g.H, g.W, w, 0, g.O, b, y, 0, work);
+    int team = gd_conv_team(t);
+    if (gd_conv_winograd(&g)) {
+        gd_winograd_conv3x3_team(x, g.N, g.C, g.H, g.W, w, 0, g.O, b, y, 0, work, team);
+        return;
+    }
+    if (fwd_sample_parallel(&g, team)) {
+        size_t sl = fwd_slice(&g);
+#pragma omp parallel num_threads(team)
+        {
+            float *col = work + (size_t)gd_thread_id() * sl;
+#pragma omp for schedule(dynamic)
+            for (int64_t n = 0; n < g.N; n++) {
+                const float *B = x + n * g.C * g.H * g.W;
+                if (!gd_conv_direct(&g)) {
+                    gd_im2col_serial(&g, B, col, g.OHW);
+                    B = col;
+                }
+                fwd_sample(&g, w, B, b, y + n * g.O * g.OHW);
+            }
+        }
         return;
     }
     for (int64_t n = 0; n < g.N; n++) {
         const float *B = x + n * g.C * g.H * g.W;
-        if (!direct(&g)) {
+        if (!gd_conv_direct(&g)) {
             im2col(&g, B, work);
             B = work;
         }
@@ -177,46 +275,6 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
 #pragma omp parallel for if (g.O * g.OHW > 32768)
             for (int64_t o = 0; o < g.O; o++)
                 for (int64_t i = 0; i < g.OHW; i++) out[o * g.OHW + i] += b[o];
-        }
-    }
-}
-
-void gd_bwd_conv2d(gd_tensor *t, float *work) {
-    conv_geom g = geom(t);
-    gd_tensor *X = t->src[0], *Wt = t->src[1], *Bt = t->src[2];
-    const float *x = F32(X), *w = F32(Wt), *dy = t->grad;
-    if (Bt && Bt->grad) {
-        for (int64_t o = 0; o < g.O; o++) {
-            double s = 0;
-            for (int64_t n = 0; n < g.N; n++)
-                for (int64_t i = 0; i < g.OHW; i++) s += dy[(n * g.O + o) * g.OHW + i];
-            Bt->grad[o] += (float)s;
-        }
-    }
-    float *dx = X->grad;
-    if (dx && winograd(&g)) {
-        /* dx = conv3x3(dy, rotated w^T): the same "same" convolution with roles swapped. */
-        gd_winograd_conv3x3(dy, g.N, g.O, g.H, g.W, w, 1, g.C, NULL, dx, 1, work);
-        dx = NULL;
-    }
-    for (int64_t n = 0; n < g.N && (dx || Wt->grad); n++) {
-        const float *dyn = dy + n * g.O * g.OHW, *xn = x + n * g.C * g.H * g.W;
-        if (Wt->grad) {
-            const float *B = xn;
-            if (!direct(&g)) {
-                im2col(&g, xn, work);
-                B = work;
-            }
-            gd_sgemm_tiled(0, 1, g.O, g.CKK, g.OHW, dyn, g.OHW, B, g.OHW, 1.0f, Wt->grad, g.CKK);
-        }
-        if (dx) {
-            float *dxn = dx + n * g.C * g.H * g.W;
-            if (direct(&g)) {
-                gd_sgemm_tiled(1, 0, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 1.0f, dxn, g.OHW);
-            } else {
-                gd_sgemm_tiled(1, 0, g.CKK, g.OHW, g.O, w, g.CKK, dyn, g.OHW, 0.0f, work, g.OHW);
-                col2im(&g, work, dxn);
-            }
         }
     }
 }

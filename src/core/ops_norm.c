@@ -33,16 +33,76 @@ static gn_geom geom(const gd_tensor *t) {
     return g;
 }
 
-static void stats(const float *x, int64_t m, double eps, double *mean, double *rstd) {
-    double s = 0, ss = 0;
-    for (int64_t i = 0; i < m; i++) s += x[i];
-    double mu = s / (double)m;
-    for (int64_t i = 0; i < m; i++) {
-        double d = x[i] - mu;
-        ss += d * d;
+/* Mean and 1/std of K groups of m values each, in double, every group summed in its own order
+ * (first to last, as one sequential sum): the sums of different groups are interleaved only to
+ * overlap their latencies, which leaves each result as the one-group loop computes it. */
+#define GN_K 8
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#define GN_AVX512 1
+/* in[j][0..7] (8 floats of stream j at one offset) -> out[k] lane j = in[j][k], widened to double:
+ * element k of all 8 streams, one vector per k */
+static inline void transpose8(const float *const *in, int64_t off, __m512d out[8]) {
+    __m256 r[8], t[8], u[8];
+    for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(in[j] + off);
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
     }
-    *mean = mu;
-    *rstd = 1.0 / sqrt(ss / (double)m + eps);
+    for (int j = 0; j < 8; j += 4) {
+        u[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+        u[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xee);
+        u[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        u[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xee);
+    }
+    /* u[0..3]: rows 0-3 columns {0,1,2,3 | 4,5,6,7} in halves; u[4..7]: rows 4-7 */
+    for (int k = 0; k < 4; k++) {
+        __m256 lo = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20), hi = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+        out[k] = _mm512_cvtps_pd(lo);
+        out[k + 4] = _mm512_cvtps_pd(hi);
+    }
+}
+#endif
+
+static void stats_k(const float *const x[GN_K], int64_t m, double eps, double mean[GN_K], double rstd[GN_K]) {
+    double s[GN_K] = {0}, ss[GN_K] = {0}, mu[GN_K];
+    int64_t i = 0;
+#ifdef GN_AVX512
+    /* lanes = groups; the elements of a block go in one after the other */
+    __m512d vs = _mm512_setzero_pd();
+    for (; i + 8 <= m; i += 8) {
+        __m512d c[8];
+        transpose8(x, i, c);
+        for (int k = 0; k < 8; k++) vs = _mm512_add_pd(vs, c[k]);
+    }
+    _mm512_storeu_pd(s, vs);
+#endif
+    for (int64_t i1 = i; i1 < m; i1++)
+        for (int j = 0; j < GN_K; j++) s[j] += x[j][i1];
+    for (int j = 0; j < GN_K; j++) mu[j] = s[j] / (double)m;
+    i = 0;
+#ifdef GN_AVX512
+    __m512d vss = _mm512_setzero_pd(), vmu = _mm512_loadu_pd(mu);
+    for (; i + 8 <= m; i += 8) {
+        __m512d c[8];
+        transpose8(x, i, c);
+        for (int k = 0; k < 8; k++) {
+            __m512d d = _mm512_sub_pd(c[k], vmu);
+            vss = _mm512_add_pd(vss, _mm512_mul_pd(d, d));
+        }
+    }
+    _mm512_storeu_pd(ss, vss);
+#endif
+    for (int64_t i1 = i; i1 < m; i1++)
+        for (int j = 0; j < GN_K; j++) {
+            double d = x[j][i1] - mu[j];
+            ss[j] += d * d;
+        }
+    for (int j = 0; j < GN_K; j++) {
+        mean[j] = mu[j];
+        rstd[j] = 1.0 / sqrt(ss[j] / (double)m + eps);
+    }
 }
 
 void gd_fwd_group_norm(gd_tensor *t, float *work) {
@@ -50,54 +110,119 @@ void gd_fwd_group_norm(gd_tensor *t, float *work) {
     gn_geom g = geom(t);
     const float *x = F32(t->src[0]), *ga = F32(t->src[1]), *be = F32(t->src[2]);
     float *y = F32(t);
-#pragma omp parallel for
-    for (int64_t ng = 0; ng < g.N * g.G; ng++) {
-        int64_t base = ng * g.CG * g.S, c0 = (ng % g.G) * g.CG;
-        double mu, rs;
-        stats(x + base, g.CG * g.S, t->fp[0], &mu, &rs);
-        for (int64_t c = 0; c < g.CG; c++) {
-            float a = (float)rs * ga[c0 + c], b = be[c0 + c] - (float)(mu * rs) * ga[c0 + c];
-            const float *xc = x + base + c * g.S;
-            float *yc = y + base + c * g.S;
-            for (int64_t s = 0; s < g.S; s++) yc[s] = xc[s] * a + b;
+    int64_t m = g.CG * g.S, NG = g.N * g.G, nb = (NG + GN_K - 1) / GN_K;
+#pragma omp parallel for schedule(dynamic) if (NG * m > 32768)
+    for (int64_t blk = 0; blk < nb; blk++) {
+        const float *xs[GN_K];
+        double mu[GN_K], rs[GN_K];
+        for (int j = 0; j < GN_K; j++) { /* past the end: repeat the last group, results unused */
+            int64_t ng = blk * GN_K + j < NG ? blk * GN_K + j : NG - 1;
+            xs[j] = x + ng * m;
+        }
+        stats_k(xs, m, t->fp[0], mu, rs);
+        for (int j = 0; j < GN_K && blk * GN_K + j < NG; j++) {
+            int64_t ng = blk * GN_K + j, base = ng * m, c0 = (ng % g.G) * g.CG;
+            for (int64_t c = 0; c < g.CG; c++) {
+                float a = (float)rs[j] * ga[c0 + c], b = be[c0 + c] - (float)(mu[j] * rs[j]) * ga[c0 + c];
+                const float *xc = x + base + c * g.S;
+                float *yc = y + base + c * g.S;
+                for (int64_t s = 0; s < g.S; s++) yc[s] = xc[s] * a + b;
+            }
         }
     }
 }
 
+/* The parameter gradients of GN_K samples of one group at a time: per channel dgamma and dbeta,
+ * and the two sums the input gradient needs, each in the one-sample loop's order (lanes =
+ * samples). */
 void gd_bwd_group_norm(gd_tensor *t, float *work) {
     (void)work;
     gn_geom g = geom(t);
     gd_tensor *X = t->src[0], *Ga = t->src[1], *Be = t->src[2];
     const float *x = F32(X), *ga = F32(Ga), *dy = t->grad;
     int64_t m = g.CG * g.S;
-    /* Parallel over groups: each owns its channels of dgamma/dbeta, so no two threads share a sum. */
-#pragma omp parallel for
+    /* Parallel over groups: each owns its channels of dgamma/dbeta, so no two threads share a sum;
+     * the samples' contributions are added in sample order. */
+#pragma omp parallel for schedule(dynamic)
     for (int64_t gi = 0; gi < g.G; gi++) {
-        for (int64_t n = 0; n < g.N; n++) {
-            int64_t base = (n * g.G + gi) * m, c0 = gi * g.CG;
-            double mu, rs, sg = 0, sgx = 0;
-            stats(x + base, m, t->fp[0], &mu, &rs);
-            for (int64_t c = 0; c < g.CG; c++) {
-                double dga = 0, dbe = 0;
-                for (int64_t s = 0; s < g.S; s++) {
-                    int64_t i = base + c * g.S + s;
-                    double xh = (x[i] - mu) * rs, d = dy[i];
-                    dga += d * xh;
-                    dbe += d;
-                    sg += d * ga[c0 + c];
-                    sgx += d * ga[c0 + c] * xh;
-                }
-                if (Ga->grad) Ga->grad[c0 + c] += (float)dga;
-                if (Be->grad) Be->grad[c0 + c] += (float)dbe;
+        int64_t c0 = gi * g.CG;
+        for (int64_t n0 = 0; n0 < g.N; n0 += GN_K) {
+            int64_t kb = g.N - n0 < GN_K ? g.N - n0 : GN_K;
+            const float *xs[GN_K], *ds[GN_K];
+            double mu[GN_K], rs[GN_K], sg[GN_K] = {0}, sgx[GN_K] = {0};
+            for (int j = 0; j < GN_K; j++) { /* lanes past kb repeat the last sample, unused */
+                int64_t n = n0 + (j < kb ? j : kb - 1);
+                xs[j] = x + (n * g.G + gi) * m;
+                ds[j] = dy + (n * g.G + gi) * m;
             }
-            if (!X->grad) continue;
-            double mg = sg / (double)m, mgx = sgx / (double)m;
-            for (int64_t c = 0; c < g.CG; c++)
-                for (int64_t s = 0; s < g.S; s++) {
-                    int64_t i = base + c * g.S + s;
-                    double xh = (x[i] - mu) * rs;
-                    X->grad[i] += (float)(rs * ((double)dy[i] * ga[c0 + c] - mg - xh * mgx));
+            stats_k(xs, m, t->fp[0], mu, rs);
+#ifdef GN_AVX512
+            const __m512d vmu = _mm512_loadu_pd(mu), vrs = _mm512_loadu_pd(rs);
+            __m512d vsg = _mm512_setzero_pd(), vsgx = _mm512_setzero_pd();
+#endif
+            for (int64_t c = 0; c < g.CG; c++) {
+                double dga[GN_K] = {0}, dbe[GN_K] = {0}, gc = ga[c0 + c];
+                int64_t s = 0;
+#ifdef GN_AVX512
+                const __m512d vgc = _mm512_set1_pd(gc);
+                __m512d vdga = _mm512_setzero_pd(), vdbe = _mm512_setzero_pd();
+                for (; s + 8 <= g.S; s += 8) {
+                    __m512d xv[8], dv[8];
+                    transpose8(xs, c * g.S + s, xv);
+                    transpose8(ds, c * g.S + s, dv);
+                    for (int k = 0; k < 8; k++) {
+                        __m512d xh = _mm512_mul_pd(_mm512_sub_pd(xv[k], vmu), vrs), d = dv[k], dg = _mm512_mul_pd(d, vgc);
+                        vdga = _mm512_add_pd(vdga, _mm512_mul_pd(d, xh));
+                        vdbe = _mm512_add_pd(vdbe, d);
+                        vsg = _mm512_add_pd(vsg, dg);
+                        vsgx = _mm512_add_pd(vsgx, _mm512_mul_pd(dg, xh));
+                    }
                 }
+                _mm512_storeu_pd(dga, vdga);
+                _mm512_storeu_pd(dbe, vdbe);
+                if (s < g.S) {
+                    _mm512_storeu_pd(sg, vsg);
+                    _mm512_storeu_pd(sgx, vsgx);
+                }
+#endif
+                for (int64_t s1 = s; s1 < g.S; s1++)
+                    for (int j = 0; j < GN_K; j++) {
+                        int64_t i = c * g.S + s1;
+                        double xh = (xs[j][i] - mu[j]) * rs[j], d = ds[j][i];
+                        dga[j] += d * xh;
+                        dbe[j] += d;
+                        sg[j] += d * gc;
+                        sgx[j] += d * gc * xh;
+                    }
+#ifdef GN_AVX512
+                if (s < g.S) {
+                    vsg = _mm512_loadu_pd(sg);
+                    vsgx = _mm512_loadu_pd(sgx);
+                }
+#endif
+                for (int j = 0; j < kb; j++) {
+                    if (Ga->grad) Ga->grad[c0 + c] += (float)dga[j];
+                    if (Be->grad) Be->grad[c0 + c] += (float)dbe[j];
+                }
+            }
+#ifdef GN_AVX512
+            _mm512_storeu_pd(sg, vsg);
+            _mm512_storeu_pd(sgx, vsgx);
+#endif
+            if (!X->grad) continue;
+            for (int j = 0; j < kb; j++) {
+                double mg = sg[j] / (double)m, mgx = sgx[j] / (double)m;
+                const float *xj = xs[j], *dj = ds[j];
+                float *gx = X->grad + (xs[j] - x);
+                for (int64_t c = 0; c < g.CG; c++) {
+                    double gc = ga[c0 + c];
+                    for (int64_t s = 0; s < g.S; s++) {
+                        int64_t i = c * g.S + s;
+                        double xh = (xj[i] - mu[j]) * rs[j];
+                        gx[i] += (float)(rs[j] * ((double)dj[i] * gc - mg - xh * mgx));
+                    }
+                }
+            }
         }
     }
 }
