@@ -94,7 +94,7 @@ build-fuzz/fuzz_pt: $(PT_FUZZ_SRC) tests/pt_zip.h src/io/pt.h src/io/zip.h src/i
 	    -Iinclude -Isrc $(PT_FUZZ_SRC) -lcjson -lz -o $@
 
 # The .npz reader (through a scratch file); zip CRC-32s are not checked, as for fuzz_pt.
-NPZ_FUZZ_SRC = tests/fuzz_npz.c src/io/npz_read.c src/io/npz_stream.c src/io/zip.c src/util/errors.c src/util/atomic_file.c
+NPZ_FUZZ_SRC = tests/fuzz_npz.c src/io/npz_read.c src/io/npz_stream.c src/io/npz_write.c src/io/zip.c src/util/errors.c src/util/atomic_file.c
 build-fuzz/fuzz_npz: $(NPZ_FUZZ_SRC) tests/fuzz_util.h src/io/zip.h src/io/npy.h include/gd_image.h include/gd_util.h
 	mkdir -p build-fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION \

@@ -28,4 +28,9 @@ int npy_check_payload(zip_stream *s, const npy_info *info, uint64_t prefix, size
 /* The header of arr_0: uint8 ('|u1', '<u1', '>u1'), 4-D NHWC or 3-D NHW (c = 1), every dimension
  * 1..INT_MAX; dims = {n, h, w, c}, *nbytes = the pixel bytes that follow. */
 int npy_read_image_header(zip_stream *s, int dims[4], uint64_t *nbytes);
+/* A .npy v1.0 header exactly as numpy 1.24's format.write_array writes it: the dict, numpy's room
+ * for the first axis to grow to 21 digits, spaces and '\n' to a multiple of 64 bytes (npz_write.c).
+ * Returns its length, or 0 if it does not fit in cap. */
+size_t npy_write_header(char *out, size_t cap, const char *descr, const int64_t *shape, int ndim);
+
 #endif

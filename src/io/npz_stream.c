@@ -333,30 +333,6 @@ done:
 
 /* ---- writer ------------------------------------------------------------------------------ */
 
-/* A .npy v1.0 header exactly as numpy's format.write_array writes it (the same as npz_write.c's):
- * the dict, numpy's room for the first axis to grow to 21 digits, spaces and '\n' to a multiple
- * of 64 bytes. Returns its length, or 0 if it does not fit. */
-static size_t npy_header(char *out, size_t cap, const char *descr, const int64_t *shape, int ndim) {
-    char dict[256];
-    int k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
-    for (int i = 0; i < ndim; i++)
-        k += snprintf(dict + k, sizeof dict - (size_t)k, i ? ", %lld" : "%lld", (long long)shape[i]);
-    k += snprintf(dict + k, sizeof dict - (size_t)k, "%s), }", ndim == 1 ? "," : "");
-    char first[32];
-    int fl = snprintf(first, sizeof first, "%lld", (long long)shape[0]);
-    if (k + 21 + 1 > (int)sizeof dict) return 0;
-    for (int i = fl; i < 21; i++) dict[k++] = ' ';
-    size_t hlen = (size_t)k + 1;
-    size_t pad = 64 - ((10 + hlen) % 64);
-    size_t total = 10 + hlen + pad;
-    if (total > cap || hlen + pad > 0xFFFF) return 0;
-    memcpy(out, "\x93NUMPY\x01\x00", 8);
-    put16((uint8_t *)out + 8, (uint32_t)(hlen + pad));
-    memcpy(out + 10, dict, (size_t)k);
-    memset(out + 10 + k, ' ', pad);
-    out[total - 1] = '\n';
-    return total;
-}
 
 struct gd_npz_writer {
     FILE *f;
@@ -407,7 +383,7 @@ gd_npz_writer *gd_npz_writer_open_opt(const char *path, int n, int h, int w, int
     wr->force_zip64 = force_zip64;
     const int64_t shape[4] = {n, h, w, c};
     char hdr[256];
-    size_t hl = npy_header(hdr, sizeof hdr, "|u1", shape, 4);
+    size_t hl = npy_write_header(hdr, sizeof hdr, "|u1", shape, 4);
     if (!hl) {
         gd_errf(err, errlen, "%s: internal error building the .npy header", path);
         writer_free(wr);
@@ -562,7 +538,7 @@ int gd_npz_writer_f64(gd_npz_writer *wr, const char *name, const double *data, i
         return -1;
     }
     char hdr[256];
-    size_t hl = npy_header(hdr, sizeof hdr, "<f8", shape, ndim);
+    size_t hl = npy_write_header(hdr, sizeof hdr, "<f8", shape, ndim);
     if (!hl) {
         gd_errf(err, errlen, "%s: internal error building the .npy header of '%s'", wr->path, name);
         return -1;

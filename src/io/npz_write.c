@@ -12,6 +12,7 @@
 
 #include "gd_image.h"
 #include "gd_util.h"
+#include "io/npy.h"
 #include "io/zip.h"
 
 #include <errno.h>
@@ -24,9 +25,7 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
 
 #define NPY_ALIGN 64
 
-/* A .npy v1.0 header exactly as numpy 1.24's format.write_array writes it. Returns its length
- * (a multiple of 64), or 0 if it does not fit. */
-static size_t npy_header(char *out, size_t cap, const char *descr, const int64_t *shape, int ndim) {
+size_t npy_write_header(char *out, size_t cap, const char *descr, const int64_t *shape, int ndim) {
     char dict[256];
     int k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int i = 0; i < ndim; i++)
@@ -35,6 +34,7 @@ static size_t npy_header(char *out, size_t cap, const char *descr, const int64_t
     /* numpy leaves room for the first axis to grow to 21 digits */
     char first[32];
     int fl = snprintf(first, sizeof first, "%lld", (long long)shape[0]);
+    if (k + 21 + 1 > (int)sizeof dict) return 0;
     for (int i = fl; i < 21; i++) dict[k++] = ' ';
     size_t hlen = (size_t)k + 1; /* + '\n' */
     size_t pad = NPY_ALIGN - ((6 + 2 + 2 + hlen) % NPY_ALIGN);
@@ -99,8 +99,8 @@ int gd_npz_write_opt(const char *path, const uint8_t *nhwc, int n, int h, int w,
 
     char hdr0[256], hdr1[256];
     const int64_t shape0[4] = {n, h, w, c}, shape1[1] = {n};
-    size_t hl0 = npy_header(hdr0, sizeof hdr0, "|u1", shape0, 4);
-    size_t hl1 = labels ? npy_header(hdr1, sizeof hdr1, "<i8", shape1, 1) : 0;
+    size_t hl0 = npy_write_header(hdr0, sizeof hdr0, "|u1", shape0, 4);
+    size_t hl1 = labels ? npy_write_header(hdr1, sizeof hdr1, "<i8", shape1, 1) : 0;
     if (!hl0 || (labels && !hl1)) {
         gd_errf(err, errlen, "%s: internal error building the .npy header", path);
         return -1;
