@@ -166,12 +166,67 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
     for (int64_t r = 0; r < g->CKK; r++) im2col_row(g, x, r, col + r * g->OHW);
 }
 
+#ifdef GD_AVX512
+/* Stride 1 with the output as large as the input ("same" padding): row (c, ky, kx) of im2col is
+ * the channel's flat image shifted by (ky - PH) * W + kx - PW, with the positions whose source
+ * falls outside zeroed. The masks of those positions, 16 output positions per chunk, for each
+ * (ky, kx): m[(ky * KW + kx) * nch + q]. */
+static int flat_ok(const conv_geom *g) { return g->S == 1 && g->OH == g->H && g->OW == g->W && g->KH * g->KW <= 49; }
+
+static void flat_masks(const conv_geom *g, int64_t nch, __mmask16 *m) {
+    for (int64_t ky = 0; ky < g->KH; ky++)
+        for (int64_t kx = 0; kx < g->KW; kx++)
+            for (int64_t q = 0; q < nch; q++) {
+                unsigned bits = 0;
+                for (int l = 0; l < 16; l++) {
+                    int64_t j = q * 16 + l, oy = j / g->OW, ox = j % g->OW, iy = oy + ky - g->PH, ix = ox + kx - g->PW;
+                    if (j < g->OHW && iy >= 0 && iy < g->H && ix >= 0 && ix < g->W) bits |= 1u << l;
+                }
+                m[(ky * g->KW + kx) * nch + q] = (__mmask16)bits;
+            }
+}
+#endif
+
 void gd_im2col_serial(const conv_geom *g, const float *x, float *col, int64_t ld) {
+#ifdef GD_AVX512
+    if (flat_ok(g)) {
+        int64_t nch = (g->OHW + 15) / 16, KK = g->KH * g->KW;
+        __mmask16 m[KK * nch];
+        flat_masks(g, nch, m);
+        for (int64_t r = 0; r < g->CKK; r++) {
+            int64_t c = r / KK, k = r % KK, ky = k / g->KW, kx = k % g->KW, off = (ky - g->PH) * g->W + kx - g->PW;
+            const float *xc = x + c * g->H * g->W + off;
+            float *d = col + r * ld;
+            for (int64_t q = 0; q < nch; q++)
+                _mm512_mask_storeu_ps(d + q * 16, gd_first_lanes(g->OHW - q * 16), _mm512_maskz_loadu_ps(m[k * nch + q], xc + q * 16));
+        }
+        return;
+    }
+#endif
     for (int64_t r = 0; r < g->CKK; r++) im2col_row(g, x, r, col + r * ld);
 }
 
 void gd_col2im_serial(const conv_geom *g, const float *col, int64_t ld, float *dx) {
 #ifdef GD_AVX512
+    if (flat_ok(g)) {
+        /* (ky, kx) in order, each adding one shifted plane: every element takes its contributions
+         * in the (ky, kx) order of the loop below */
+        int64_t nch = (g->OHW + 15) / 16, KK = g->KH * g->KW;
+        __mmask16 m[KK * nch];
+        flat_masks(g, nch, m);
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t k = 0; k < KK; k++) {
+                int64_t ky = k / g->KW, kx = k % g->KW, off = (ky - g->PH) * g->W + kx - g->PW;
+                float *xc = dx + c * g->H * g->W + off;
+                const float *src = col + (c * KK + k) * ld;
+                for (int64_t q = 0; q < nch; q++) {
+                    __mmask16 mk = m[k * nch + q];
+                    __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(mk, xc + q * 16), _mm512_maskz_loadu_ps(mk, src + q * 16));
+                    _mm512_mask_storeu_ps(xc + q * 16, mk, v);
+                }
+            }
+        return;
+    }
     if (g->S == 1) {
         /* by input rows: each element takes its contributions in (ky, kx) order, as in the loop
          * below (with stride 1 each (ky, kx) adds at most one value to an element) */
