@@ -49,6 +49,7 @@ typedef struct {
     char *test_images, *test_labels; /* --eval's IDX files (classifiers; Fashion-MNIST test set by default) */
     int batch_size;                 /* 1..GD_TRAIN_MAX_BATCH */
     int64_t steps, log_every, checkpoint_every;
+    int64_t snapshot_every;         /* 0: none; else OUT/snapshots/step_NNNNNN.safetensors (EMA) every N steps */
     uint64_t seed;                  /* 0..2^53 */
     double label_dropout;           /* diffusion: [0, 1], > 0 needs null_class */
     double ect_lambda;              /* classifier */

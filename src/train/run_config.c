@@ -211,7 +211,7 @@ static int parse_model(const cJSON *run, gd_train_config *c, char *err, size_t e
 static int parse_run(const cJSON *run, gd_train_config *c, char *err, size_t errlen) {
     static const char *const keys[] = {"kind", "out", "model", "data", "test_data", "batch_size", "steps", "seed",
                                        "label_dropout", "ect_lambda", "noised", "hflip", "log_every", "checkpoint_every",
-                                       "optim", NULL};
+                                       "snapshot_every", "optim", NULL};
     if (check_keys(run, "", keys, err, errlen)) return -1;
     const cJSON *kind = item(run, "kind");
     if (kind && !(cJSON_IsString(kind) && (!strcmp(kind->valuestring, "diffusion") || !strcmp(kind->valuestring, "classifier")))) {
@@ -232,7 +232,7 @@ static int parse_run(const cJSON *run, gd_train_config *c, char *err, size_t err
         return -1;
     }
     int64_t batch = 64, seed = 0;
-    c->steps = 10000, c->log_every = 50, c->checkpoint_every = 1000;
+    c->steps = 10000, c->log_every = 50, c->checkpoint_every = 1000, c->snapshot_every = 0;
     c->noised = 1, c->hflip = 0;
     c->label_dropout = c->diffusion && c->model.null_class ? 0.1 : 0.0;
     c->ect_lambda = 0;
@@ -244,7 +244,8 @@ static int parse_run(const cJSON *run, gd_train_config *c, char *err, size_t err
         get_num(run, "", "ect_lambda", 0, 1000, 0, &c->ect_lambda, err, errlen) || get_bool(run, "noised", &c->noised, err, errlen) ||
         get_bool(run, "hflip", &c->hflip, err, errlen) ||
         get_int(run, "", "log_every", 1, (double)GD_TRAIN_MAX_STEPS, &c->log_every, err, errlen) ||
-        get_int(run, "", "checkpoint_every", 1, (double)GD_TRAIN_MAX_STEPS, &c->checkpoint_every, err, errlen))
+        get_int(run, "", "checkpoint_every", 1, (double)GD_TRAIN_MAX_STEPS, &c->checkpoint_every, err, errlen) ||
+        get_int(run, "", "snapshot_every", 0, (double)GD_TRAIN_MAX_STEPS, &c->snapshot_every, err, errlen))
         return -1;
     c->batch_size = (int)batch, c->seed = (uint64_t)seed;
     if (c->label_dropout > 0 && !c->model.null_class) {
