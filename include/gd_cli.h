@@ -45,6 +45,9 @@ void gd_cli_commit(void);
 /* The whole of v as a base-10 integer / a finite number in [lo, hi], or gd_cli_die naming flag. */
 long gd_cli_long(const char *flag, const char *v, long lo, long hi);
 double gd_cli_double(const char *flag, const char *v, double lo, double hi);
+/* --precision fp32|bf16 (NULL: leave fp32): sets gd_set_precision, dies on another value, and
+ * warns on stderr when this CPU cannot run bf16 (the run goes on in fp32). */
+void gd_cli_precision(const char *v);
 
 /* ---- flag tables: each flag is named once, and parsing, errors and --help come from the table --- */
 

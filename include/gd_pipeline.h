@@ -66,6 +66,8 @@ typedef struct {
     int num_samples;               /* 0: 16, or the image count of base_npz */
     int batch_size;                /* images per network call (default 16); never changes the images */
     int threads;                   /* 0: leave the library's setting */
+    const char *precision;         /* "fp32" (NULL) or "bf16": the convolutions' arithmetic (gd_set_precision);
+                                      bf16 on a CPU without AVX512-BF16 runs fp32 and says so */
     uint64_t seed;                 /* sample i uses seed + i */
     int seed_given;                /* 0: a seed from the clock (reported in the result) */
     long long first_index;         /* number the samples from here (shards): seeds, class cycling */

@@ -74,6 +74,8 @@ struct gd_tensor {
     float *grad;              /* set by the plan when the graph has a backward */
     int64_t offs, size;       /* plan bookkeeping (bytes) */
     int last_use;             /* plan: the last node reading this buffer (n_nodes: an output) */
+    void *cache;              /* op-private, freed with the context (bf16 convs: their weights packed at */
+    const void *cache_of;     /* the first compute, and the weight data they were packed from) */
     char name[96];
 };
 
@@ -165,6 +167,14 @@ int gd_graph_n_nodes(const gd_graph *g);
 /* ---- runtime ---- */
 void gd_set_threads(int n);
 int gd_get_threads(void);
+/* The arithmetic of the convolutions in graphs planned from now on. GD_PRECISION_BF16: their
+ * forward GEMMs round weights and activations to bf16 and accumulate in fp32 (AVX512-BF16);
+ * element-wise ops, attention, linear layers and every backward stay fp32. Returns -1 (and keeps
+ * fp32) when this CPU has no AVX512-BF16. gd_precision_kernels: one line saying what runs. */
+typedef enum { GD_PRECISION_F32 = 0, GD_PRECISION_BF16 = 1 } gd_precision;
+int gd_set_precision(gd_precision p);
+gd_precision gd_get_precision(void);
+const char *gd_precision_kernels(void);
 const char *gd_build_info(void);
 double gd_time_now(void); /* monotonic seconds, for progress and timings */
 

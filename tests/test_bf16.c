@@ -32,16 +32,16 @@ static void test_round(void) {
         union { uint32_t u; float f; } v = {(uint32_t)lcg(&s)};
         if ((v.u & 0x7f800000u) == 0x7f800000u || (v.u & 0x7f800000u) == 0) continue; /* inf/nan/denormal: below */
         if ((v.u & 0x7f800000u) >= 0x7f000000u) continue; /* rounding up to inf: the reference's hi overflows */
-        if (gd_bf16_round(v.f) != round_ref(v.f)) bad++;
+        if (gd_f32_to_bf16(v.f) != round_ref(v.f)) bad++;
     }
     CHECK(bad == 0, "%d of the random floats rounded wrongly", bad);
     /* ties: 1 + 2^-8 is halfway between 1 (even) and 1 + 2^-7; 1 + 3 * 2^-8 between 1 + 2^-7 (odd) and 1 + 2^-6 */
-    CHECK(gd_bf16_round(1.00390625f) == 0x3f80, "tie to even (down) gave %04x", gd_bf16_round(1.00390625f));
-    CHECK(gd_bf16_round(1.01171875f) == 0x3f82, "tie to even (up) gave %04x", gd_bf16_round(1.01171875f));
-    CHECK(gd_bf16_round(3.40282347e38f) == 0x7f80, "the largest float rounds to inf, gave %04x", gd_bf16_round(3.40282347e38f));
-    CHECK(gd_bf16_round(-0.0f) == 0x8000, "-0");
+    CHECK(gd_f32_to_bf16(1.00390625f) == 0x3f80, "tie to even (down) gave %04x", gd_f32_to_bf16(1.00390625f));
+    CHECK(gd_f32_to_bf16(1.01171875f) == 0x3f82, "tie to even (up) gave %04x", gd_f32_to_bf16(1.01171875f));
+    CHECK(gd_f32_to_bf16(3.40282347e38f) == 0x7f80, "the largest float rounds to inf, gave %04x", gd_f32_to_bf16(3.40282347e38f));
+    CHECK(gd_f32_to_bf16(-0.0f) == 0x8000, "-0");
     union { uint32_t u; float f; } nan = {0x7fc00001u}, snan = {0x7f800001u};
-    CHECK((gd_bf16_round(nan.f) & 0x7fc0) == 0x7fc0 && (gd_bf16_round(snan.f) & 0x7fc0) == 0x7fc0, "NaN stays (quiet) NaN");
+    CHECK((gd_f32_to_bf16(nan.f) & 0x7fc0) == 0x7fc0 && (gd_f32_to_bf16(snan.f) & 0x7fc0) == 0x7fc0, "NaN stays (quiet) NaN");
 }
 
 /* one case: C = A B + beta C0 against the double GEMM of the rounded inputs; both paths, same bits */
@@ -73,7 +73,7 @@ static void gemm_case(int64_t M, int64_t N, int64_t K, int64_t ldb, int64_t ldc,
             }
             double ref = beta == 0.0f ? 0.0 : (double)beta * C0[m * ldc + n], mag = fabs(ref);
             for (int64_t k = 0; k < K; k++) {
-                double p = (double)gd_bf16_to_f32(gd_bf16_round(A[m * K + k])) * gd_bf16_to_f32(gd_bf16_round(B[k * ldb + n]));
+                double p = (double)gd_bf16_to_f32(gd_f32_to_bf16(A[m * K + k])) * gd_bf16_to_f32(gd_f32_to_bf16(B[k * ldb + n]));
                 ref += p, mag += fabs(p);
             }
             double e = fabs((double)got - ref) / (mag > 0 ? mag : 1);
@@ -100,8 +100,98 @@ static void test_gemm(void) {
     gemm_case(5, 7, 0, 7, 7, 2.0f, 7);           /* K = 0: C = beta C */
 }
 
+/* ---- conv2d forward in bf16 ---- */
+
+/* y of one planned conv graph on fixed data, at the given precision and threads */
+static float *conv_run(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW, gd_precision prec, int threads,
+                       const float *xd, const float *wd, const float *bd, int *planned_bf16) {
+    gd_set_threads(threads);
+    gd_set_precision(prec);
+    gd_ctx *ctx = gd_ctx_new(16);
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, KH, KW), *b = gd_new_1d(ctx, GD_F32, O);
+    x->flags = w->flags = b->flags = GD_FLAG_INPUT;
+    gd_tensor *y = gd_conv2d_ex(ctx, x, w, b, S, PH, PW);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, 0, NULL, 0);
+    gd_set_precision(GD_PRECISION_F32); /* the plan decided; the global can change afterwards */
+    memcpy(x->data, xd, sizeof(float) * (size_t)gd_nelements(x));
+    memcpy(w->data, wd, sizeof(float) * (size_t)gd_nelements(w));
+    memcpy(b->data, bd, sizeof(float) * (size_t)O);
+    gd_graph_compute(g, NULL, 0);
+    float *out = malloc(sizeof(float) * (size_t)gd_nelements(y));
+    memcpy(out, y->data, sizeof(float) * (size_t)gd_nelements(y));
+    *planned_bf16 = prec == GD_PRECISION_BF16;
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+    gd_set_threads(2);
+    return out;
+}
+
+static void conv_bf16_case(const char *what, int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW,
+                           int winograd) {
+    uint64_t s = (uint64_t)(N * 131 + C * 7 + H);
+    int64_t nx = (int64_t)N * C * H * W, nw = (int64_t)O * C * KH * KW;
+    float *xd = malloc(sizeof(float) * (size_t)nx), *wd = malloc(sizeof(float) * (size_t)nw), *bd = malloc(sizeof(float) * (size_t)O);
+    for (int64_t i = 0; i < nx; i++) xd[i] = uniform(&s);
+    for (int64_t i = 0; i < nw; i++) wd[i] = uniform(&s) * 0.3f;
+    for (int i = 0; i < O; i++) bd[i] = uniform(&s);
+    int pb;
+    float *y32 = conv_run(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_F32, 2, xd, wd, bd, &pb);
+    float *y1 = conv_run(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 1, xd, wd, bd, &pb);
+    float *y2 = conv_run(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd, wd, bd, &pb);
+    /* the last sample alone: a batch of one gives its bits */
+    float *ys = conv_run(1, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd + (int64_t)(N - 1) * C * H * W, wd, bd, &pb);
+    int64_t OH = (H + 2 * PH - KH) / S + 1, OW = (W + 2 * PW - KW) / S + 1, ny = (int64_t)N * O * OH * OW, per = O * OH * OW;
+    /* im2col/direct: exactly the double conv of the rounded inputs (fp32 sums); Winograd rounds
+     * the transformed data instead, so there the bound is bf16's own precision against fp32 */
+    double worst = 0, worst32 = 0, scale = 0;
+    for (int64_t i = 0; i < ny; i++) scale = fmax(scale, fabs(y32[i]));
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++)
+            for (int64_t oy = 0; oy < OH; oy++)
+                for (int64_t ox = 0; ox < OW; ox++) {
+                    double ref = bd[o], mag = fabs(bd[o]);
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < KH; ky++)
+                            for (int kx = 0; kx < KW; kx++) {
+                                int64_t iy = oy * S - PH + ky, ix = ox * S - PW + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                double p = (double)gd_bf16_to_f32(gd_f32_to_bf16(xd[((int64_t)(n * C + c) * H + iy) * W + ix])) *
+                                           gd_bf16_to_f32(gd_f32_to_bf16(wd[((o * C + c) * KH + ky) * KW + kx]));
+                                ref += p, mag += fabs(p);
+                            }
+                    int64_t i = ((int64_t)(n * O + o) * OH + oy) * OW + ox;
+                    worst = fmax(worst, fabs((double)y2[i] - ref) / mag);
+                    worst32 = fmax(worst32, fabs((double)y2[i] - y32[i]) / scale);
+                }
+    if (winograd)
+        CHECK(worst32 <= 1.5e-2, "%s: bf16 Winograd vs fp32 max %.3g of max|y| (bound: bf16-sized)", what, worst32);
+    else
+        CHECK(worst <= (double)(C * KH * KW + 2) * 6e-8, "%s: max error %.3g of sum|x w| against the rounded inputs", what, worst);
+    CHECK(worst32 > 1e-5, "%s: bf16 gave fp32's result (max difference %.3g): the bf16 path did not run", what, worst32);
+    CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)ny), "%s: 1 and 2 threads differ", what);
+    CHECK(!memcmp(ys, y2 + (int64_t)(N - 1) * per, sizeof(float) * (size_t)per), "%s: a sample alone differs from its batch", what);
+    printf("    %s: vs fp32 %.2e of max|y|, vs the rounded-input conv %.2e of sum|x w|\n", what, worst32, worst);
+    free(xd), free(wd), free(bd), free(y32), free(y1), free(y2), free(ys);
+}
+
+static void test_conv(void) {
+    if (!gd_bf16_native()) {
+        printf("    no AVX512-BF16 on this CPU: gd_set_precision(bf16) refuses, nothing more to test\n");
+        CHECK(gd_set_precision(GD_PRECISION_BF16) == -1 && gd_get_precision() == GD_PRECISION_F32, "refused, stays fp32");
+        return;
+    }
+    conv_bf16_case("3x3 same 8x8 (im2col), batch 3", 3, 16, 8, 8, 20, 3, 3, 1, 1, 1, 0);
+    conv_bf16_case("3x3 stride 2, batch 2", 2, 8, 9, 9, 13, 3, 3, 2, 1, 1, 0);
+    conv_bf16_case("1x1 direct, batch 3", 3, 24, 6, 6, 30, 1, 1, 1, 0, 0, 0);
+    conv_bf16_case("1x7 (Inception), batch 1", 1, 12, 9, 9, 14, 1, 7, 1, 0, 3, 0);
+    conv_bf16_case("3x3 same 24x24 (Winograd), batch 3", 3, 8, 24, 24, 10, 3, 3, 1, 1, 1, 1);
+    conv_bf16_case("3x3 same 33x31 (Winograd, odd edges), batch 1", 1, 6, 33, 31, 7, 3, 3, 1, 1, 1, 1);
+}
+
 GD_TEST_TABLE(gd_tests_bf16) = {
     {"bf16: fp32 -> bf16 rounds to nearest even (random floats, ties, overflow, NaN)", test_round},
     {"bf16: GEMM against a double GEMM of the rounded inputs; AVX512-BF16 = scalar bit for bit", test_gemm},
+    {"bf16: conv2d forward (im2col, direct, 1x7, Winograd): error bounds, thread- and batch-independent", test_conv},
     {NULL, NULL},
 };

@@ -1,6 +1,7 @@
 /* Shared helpers of the command-line tools (include/gd_cli.h): one-line errors, strict numbers,
  * and the files a run reads and writes (no output onto an input, all outputs or none). */
 #include "gd_cli.h"
+#include "gd_tensor.h"
 
 #include "gd_util.h"
 
@@ -81,6 +82,13 @@ double gd_cli_double(const char *flag, const char *v, double lo, double hi) {
     double x = strtod(v, &end);
     if (end == v || *end || errno || !(x >= lo && x <= hi)) gd_cli_die("%s: '%s' is not a number in [%g, %g]", flag, v, lo, hi);
     return x;
+}
+
+void gd_cli_precision(const char *v) {
+    if (!v) return;
+    if (strcmp(v, "fp32") && strcmp(v, "bf16")) gd_cli_die("--precision: '%s' is not fp32 or bf16", v);
+    if (gd_set_precision(strcmp(v, "bf16") ? GD_PRECISION_F32 : GD_PRECISION_BF16))
+        fprintf(stderr, "%s: warning: --precision bf16 needs AVX512-BF16, which this CPU lacks: running fp32\n", program);
 }
 
 /* ---- the files a run reads and writes --------------------------------------------------------- */

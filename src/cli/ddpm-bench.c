@@ -15,7 +15,7 @@ static int cmp(const void *a, const void *b) {
 }
 
 typedef struct {
-    const char *config, *mode, *save;
+    const char *config, *mode, *save, *precision;
     int batch, threads, repeat;
 } options;
 
@@ -28,6 +28,7 @@ static const gd_cli_flag FLAGS[] = {
     {NULL, "--batch", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = INT_MAX, .help = "batch size (default 1)"},
     {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 0, .hi = 4096,
      .help = "worker threads (default 0: the OpenMP / OpenBLAS default)"},
+    {NULL, "--precision", "fp32|bf16", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default) or bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32)"},
     {NULL, "--repeat", "R", GD_CLI_INT, OPT(repeat), .lo = 1, .hi = 1000, .help = "timed runs after one warm-up (default 3)"},
     {NULL, "--save-weights", "PATH", GD_CLI_STR, OPT(save), .help = "also write the random weights, config embedded"},
     {0},
@@ -73,9 +74,9 @@ static int bench_inception(int batch, int repeat) {
     double med = median(runs, repeat), flops = gd_inception_flops(m);
     printf("{\"median_s\": %.6f, \"runs\": [", med);
     for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
-    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"inception\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
+    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"inception\", \"precision\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
            "\"images_per_s\": %.3f, \"arena_mib\": %.1f}\n",
-           batch, gd_get_threads(), flops * 1e-9, flops * 1e-9 / med, batch / med, gd_inception_arena_bytes(m) / 1048576.0);
+           batch, gd_get_threads(), gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med, batch / med, gd_inception_arena_bytes(m) / 1048576.0);
     free(x), free(pool), free(runs);
     gd_inception_free(m);
     return 0;
@@ -88,6 +89,7 @@ int main(int argc, char **argv) {
     if (o.mode && !strcmp(o.mode, "inception")) {
         if (o.config || o.save) gd_cli_die("--mode inception takes no -c / --save-weights");
         if (o.threads > 0) gd_set_threads(o.threads);
+        gd_cli_precision(o.precision);
         return bench_inception(o.batch, o.repeat);
     }
     if (!o.config) gd_cli_die("missing -c CONFIG.json (see --help)");
@@ -96,6 +98,7 @@ int main(int argc, char **argv) {
     gd_cli_check_files();
     const int batch = o.batch, threads = o.threads, repeat = o.repeat;
     if (threads > 0) gd_set_threads(threads);
+    gd_cli_precision(o.precision);
     char err[512];
     gd_config cfg;
     if (gd_config_load(cfg_path, &cfg, err, sizeof err)) gd_cli_die("%s", err);
@@ -142,9 +145,9 @@ int main(int argc, char **argv) {
     double flops = gd_graph_flops(gd_net_graph(net));
     printf("{\"median_s\": %.6f, \"runs\": [", med);
     for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
-    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
+    printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"precision\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
            "\"params\": %lld, \"arena_mib\": %.1f}\n",
-           batch, gd_get_threads(), cls ? "classifier" : "unet", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
+           batch, gd_get_threads(), cls ? "classifier" : "unet", gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
            (long long)gd_model_param_count(m), gd_graph_arena_bytes(gd_net_graph(net)) / 1048576.0);
     free(runs);
     free(grad);

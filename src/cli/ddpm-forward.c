@@ -64,7 +64,7 @@ static const char *shape_str(char *buf, size_t n, int ndim, const int64_t *shape
 /* ---- command line --------------------------------------------------------------------------- */
 
 typedef struct {
-    const char *model, *config, *flags, *inputs, *output;
+    const char *model, *config, *flags, *inputs, *output, *precision;
     int threads; /* 0 = default */
     int quiet, verbose;
 } options;
@@ -90,6 +90,7 @@ static const gd_cli_flag FLAGS[] = {
      "               grad   F32 [N,C,H,W] = d/dx log_softmax(logits)[n, y_n]"},
     {"-t", "--threads", "N", GD_CLI_INT, OPT(threads), .lo = 1, .hi = 4096,
      .help = "worker threads (default: the OpenMP / OpenBLAS default)"},
+    {NULL, "--precision", "fp32|bf16", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default) or bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32)"},
     {"-q", "--quiet", NULL, GD_CLI_SWITCH, OPT(quiet), .help = "no summary line on stdout"},
     {"-v", "--verbose", NULL, GD_CLI_SWITCH, OPT(verbose), .help = "build info, model summary and timings on stderr"},
     {0},
@@ -339,7 +340,8 @@ int main(int argc, char **argv) {
     parse_args(argc, argv, &o);
     const char *staged = check_output_path(&o);
     if (o.threads) gd_set_threads(o.threads);
-    if (o.verbose) fprintf(stderr, TOOL ": %s\n", gd_build_info());
+    gd_cli_precision(o.precision);
+    if (o.verbose) fprintf(stderr, TOOL ": %s\n" TOOL ": kernels: %s\n", gd_build_info(), gd_precision_kernels());
 
     char err[1024];
     double t0 = now_s();

@@ -124,6 +124,7 @@ static const gd_cli_flag FLAGS[] = {
     {NULL, "--save-each", "DIR", GD_CLI_STR, O(save_each), .help = "also one PNG per sample in DIR"},
     {NULL, "--npz", "PATH", GD_CLI_STR, O(npz), .help = "guided-diffusion .npz: arr_0 uint8 NHWC, arr_1 int64 labels"},
     {"-t", "--threads", "N", GD_CLI_INT, J(threads), 1, 1024, .help = "worker threads (default: all cores)"},
+    {NULL, "--precision", "fp32|bf16", GD_CLI_STR, J(precision), .help = "the convolutions' arithmetic: fp32 (default) or bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32)"},
     {"-q", "--quiet", NULL, GD_CLI_SWITCH, O(quiet), .help = "no progress bar or summary"},
     {"-v", "--verbose", NULL, GD_CLI_SWITCH, O(verbose), .help = "build info, model summary and timings"},
     {NULL, "--list-presets", NULL, GD_CLI_SWITCH, O(list_presets), .help = "the presets and what they run"},

@@ -433,7 +433,7 @@ static void save_checkpoint(const trainer *tr, const char *ckpt, const char *mod
 /* The EMA weights at this step, kept for a training curve (FID and accuracy against steps). A resumed
  * run rewrites a snapshot it had already made with the same bytes (resume is exact). */
 static void snapshot(trainer *tr, const char *out, int64_t step) {
-    char dir[PATH_MAX], path[PATH_MAX + 32];
+    char dir[PATH_MAX], path[PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/snapshots", out);
     make_out_dir(dir);
     snprintf(path, sizeof path, "%s/step_%06lld.safetensors", dir, (long long)step);

@@ -18,6 +18,14 @@ int gd_conv_direct(const conv_geom *g);   /* 1x1, stride 1, no padding: the inpu
 int gd_conv_winograd(const conv_geom *g); /* the forward takes Winograd F(2x2,3x3) */
 int gd_conv_3x3_same(const conv_geom *g); /* 3x3, stride 1, pad 1 (any size) */
 
+/* The bf16 forward (conv_bf16.c): whether the op was planned for it, its scratch, its cache of
+ * packed weights (allocated by the plan: 0, or -1 out of memory), the forward. */
+int gd_conv_bf16(const gd_tensor *t);
+size_t gd_conv_bf16_work(const conv_geom *g, int team);
+int gd_conv_bf16_plan(gd_tensor *t, const conv_geom *g);
+void gd_conv_bf16_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *w, const float *b, float *y, float *work,
+                      int team);
+
 /* The backward's scratch (ops_conv_grad.c) for a team of `team` threads. */
 size_t gd_conv_grad_work(const conv_geom *g, int team);
 

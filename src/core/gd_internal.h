@@ -67,6 +67,8 @@ void gd_winograd_conv3x3(const float *x, int64_t N, int64_t C, int64_t H, int64_
 void gd_sgemm_tiled(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 size_t gd_work_conv2d(gd_tensor *t, int backward);
+/* set on a conv2d node by gd_work_conv2d (the plan) when its forward runs in bf16 */
+#define GD_FLAG_PLANNED_BF16 (1 << 12)
 size_t gd_work_attention(gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);

@@ -27,8 +27,14 @@ static int64_t even(int64_t k) { return (k + 1) & ~(int64_t)1; }
 /* flushes denormals to signed zero as VCVTNE2PS2BF16 does, so both paths pack the same bits */
 static uint16_t round_daz(float f) {
     union { float f; uint32_t u; } v = {f};
-    if ((v.u & 0x7f800000u) == 0 && (v.u & 0x007fffffu)) v.u &= 0x80000000u;
-    return gd_bf16_round(v.f);
+    if ((v.u & 0x7f800000u) == 0) v.u &= 0x80000000u;
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u); /* as gd_f32_to_bf16, inlined */
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+static inline float widen(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
 }
 
 int gd_bf16_native(void) {
@@ -84,10 +90,10 @@ static void kernel_scalar(int64_t nq, const uint16_t *a, const uint16_t *b, floa
     memset(acc, 0, sizeof acc);
     for (int64_t q = 0; q < nq; q++)
         for (int r = 0; r < MR; r++) {
-            float a0 = gd_bf16_to_f32(a[(q * MR + r) * 2]), a1 = gd_bf16_to_f32(a[(q * MR + r) * 2 + 1]);
+            float a0 = widen(a[(q * MR + r) * 2]), a1 = widen(a[(q * MR + r) * 2 + 1]);
             for (int c = 0; c < NR; c++) {
-                float s = acc[r][c] + a1 * gd_bf16_to_f32(b[(q * NR + c) * 2 + 1]);
-                acc[r][c] = s + a0 * gd_bf16_to_f32(b[(q * NR + c) * 2]);
+                float s = acc[r][c] + a1 * widen(b[(q * NR + c) * 2 + 1]);
+                acc[r][c] = s + a0 * widen(b[(q * NR + c) * 2]);
             }
         }
     for (int64_t r = 0; r < mr; r++)

@@ -8,20 +8,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gd_tensor.h"
+
 /* rows of A per packed panel (the micro-kernel's rows) and columns of B per micro-kernel */
 #define GD_BF16_MR 12
 #define GD_BF16_NR 32
 
-/* fp32 -> bf16, round to nearest even (NaN stays NaN, quiet) */
-static inline uint16_t gd_bf16_round(float f) {
-    union { float f; uint32_t u; } v = {f};
-    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40u);
-    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
-}
-static inline float gd_bf16_to_f32(uint16_t h) {
-    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
-    return v.f;
-}
+/* The rounding is gd_f32_to_bf16 (gd_tensor.h): nearest even, NaN kept quiet. */
 
 /* 1 when this CPU runs the AVX512-BF16 kernel (checked once at run time) */
 int gd_bf16_native(void);

@@ -107,6 +107,12 @@ size_t gd_work_conv2d(gd_tensor *t, int backward) {
     size_t w = gd_conv_direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
     if (gd_conv_winograd(&g)) w = gd_winograd_work_team(g.N, g.C, g.O, g.H, g.W, team);
     else if (fwd_sample_parallel(&g, team) && (size_t)team * fwd_slice(&g) > w) w = (size_t)team * fwd_slice(&g);
+    t->flags &= ~GD_FLAG_PLANNED_BF16;
+    if (gd_get_precision() == GD_PRECISION_BF16 && !gd_conv_bf16_plan(t, &g)) { /* out of memory: fp32 */
+        t->flags |= GD_FLAG_PLANNED_BF16;
+        size_t wf = gd_conv_bf16_work(&g, team);
+        if (wf > w) w = wf;
+    }
     if (backward) {
         size_t wb = gd_conv_grad_work(&g, team);
         if (wb > w) w = wb;
@@ -297,6 +303,10 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
     const float *b = t->src[2] ? F32(t->src[2]) : NULL;
     float *y = F32(t);
     int team = gd_conv_team(t);
+    if (gd_conv_bf16(t)) {
+        gd_conv_bf16_fwd(t, &g, x, w, b, y, work, team);
+        return;
+    }
     if (gd_conv_winograd(&g)) {
         gd_winograd_conv3x3_team(x, g.N, g.C, g.H, g.W, w, 0, g.O, b, y, 0, work, team);
         return;

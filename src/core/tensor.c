@@ -34,6 +34,7 @@ gd_ctx *gd_ctx_new(int max_tensors) {
 
 void gd_ctx_free(gd_ctx *ctx) {
     if (!ctx) return;
+    for (int i = 0; i < ctx->n; i++) free(ctx->tensors[i].cache);
     free(ctx->tensors);
     free(ctx);
 }

@@ -282,6 +282,10 @@ static int resolve(gd_pipeline *p, char *err, size_t errlen) {
         if (!j->classifiers[i].path || !(j->classifiers[i].t_lo < j->classifiers[i].t_hi))
             FAIL("classifier %d: needs a path and a non-empty timestep range", i + 1);
     if (j->threads) gd_set_threads(j->threads);
+    if (j->precision && strcmp(j->precision, "fp32") && strcmp(j->precision, "bf16"))
+        FAIL("--precision: '%s' is not fp32 or bf16", j->precision);
+    p->bf16 = j->precision && !strcmp(j->precision, "bf16");
+    if (gd_set_precision(p->bf16 ? GD_PRECISION_BF16 : GD_PRECISION_F32)) p->bf16 = 0, p->bf16_refused = 1;
     if (j->preset && apply_preset(p, err, errlen)) return -1;
     if (isnan(j->scale)) j->scale = 1.0;
     if (j->model != p->model_path) snprintf(p->model_path, sizeof p->model_path, "%s", j->model ? j->model : GD_DEFAULT_MODEL);
@@ -371,6 +375,7 @@ void gd_result_free(gd_result *r) {
 
 void gd_pipeline_free(gd_pipeline *p) {
     if (!p) return;
+    if (p->bf16) gd_set_precision(GD_PRECISION_F32); /* graphs planned later (other jobs, tests) start from fp32 */
     for (int i = 0; i < GD_MAX_EXPERTS; i++) gd_model_free(p->cls[i]);
     gd_model_free(p->model);
     gd_model_free(p->up);

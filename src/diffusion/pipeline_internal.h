@@ -47,6 +47,7 @@ struct gd_pipeline {
     int ode_steps, ode_outer, order, bh1, thresholding;
     double thr_ratio, thr_max;
     const char *sampler_name;
+    int bf16, bf16_refused;      /* --precision bf16 in effect / asked for on a CPU without it */
     int preset_model, preset_classifier; /* files the preset chose (its expectations apply) */
     char model_path[PATH_MAX + 200], cls_path[GD_MAX_EXPERTS][PATH_MAX + 200], up_path[PATH_MAX + 200];
     gd_model *model, *up, *cls[GD_MAX_EXPERTS];

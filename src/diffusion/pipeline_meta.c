@@ -54,6 +54,8 @@ static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
     if (p->up)
         fprintf(f, "%s: %supsampling %dx%d -> %dx%d, ddpm %s (%d steps)\n", pre, mc ? "then " : "", uc->small_size,
                 uc->small_size, uc->image_size, uc->image_size, p->up_resp, p->up_diff->K);
+    if (p->bf16_refused) fprintf(f, "%s: warning: --precision bf16 needs AVX512-BF16, which this CPU lacks: running fp32\n", pre);
+    else if (p->bf16) fprintf(f, "%s: precision bf16 (convolutions; the rest fp32)\n", pre);
     if (!mc)
         fprintf(f, "%s: seed %llu, %d samples from the images of %s\n", pre, (unsigned long long)p->job.seed, p->N, p->job.base_npz);
 }
@@ -73,6 +75,7 @@ void gd_pipeline_describe(const gd_pipeline *p, FILE *f, const char *pre, int su
     if (summary) describe_summary(p, f, pre);
     if (!verbose) return;
     fprintf(f, "%s: %s\n", pre, gd_build_info());
+    fprintf(f, "%s: kernels: %s\n", pre, gd_precision_kernels());
     if (mc)
         fprintf(f, "%s: model %s: %dx%dx%d, %d channels, class_cond %d, learn_sigma %d, %s schedule, %d steps\n", pre,
                 p->model_path, mc->in_channels, mc->image_size, mc->image_size, mc->model_channels, mc->class_cond,
@@ -108,6 +111,7 @@ char *gd_pipeline_metadata(const gd_pipeline *p) {
         for (int i = 0; p->use_classifier && i < j->n_classifiers; i++)
             cJSON_AddItemToArray(ca, cJSON_CreateString(j->classifiers[i].path));
         cJSON_AddStringToObject(js, "sampler", p->ode ? p->sampler_name : p->ddim ? "ddim" : "ddpm");
+        if (p->bf16) cJSON_AddStringToObject(js, "precision", "bf16");
         if (p->ode) { /* the solver's settings instead of a respacing */
             cJSON_AddNumberToObject(js, "nfe", p->ode_steps);
             cJSON_AddNumberToObject(js, "steps", p->ode_outer);
