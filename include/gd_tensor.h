@@ -76,6 +76,7 @@ struct gd_tensor {
     int last_use;             /* plan: the last node reading this buffer (n_nodes: an output) */
     void *cache;              /* op-private, freed with the context (bf16 convs: their weights packed at */
     const void *cache_of;     /* the first compute, and the weight data they were packed from) */
+    size_t cache_floats;      /* what cache holds room for */
     char name[96];
 };
 

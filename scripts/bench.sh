@@ -3,7 +3,7 @@
 #   scripts/bench.sh [THREADS] [REPEAT]     (make bench)
 # Each case runs the C build then the PyTorch reference (tests/reference/adm.py) alternately,
 # REPEAT timed runs each after one warm-up, and prints medians, the speed ratio and the C side's
-# effective GFLOP/s (forward FLOPs / time; x2 for classifier forward + input gradient).
+# effective GFLOP/s at fp32 (forward FLOPs / time; x2 for classifier forward + input gradient).
 set -eu
 cd "$(dirname "$0")/.."
 T=${1:-2}
@@ -15,12 +15,22 @@ BIN=${BUILD:-build}/ddpm-bench
 
 field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 
-printf '%-34s %6s %10s %10s %8s %9s\n' case batch "C s" "torch s" "speedup" "C GFLOP/s"
+# PRECISIONS="fp32 bf16" (default): the C build at each, PyTorch at fp32 and under its bf16 autocast;
+# each ratio is PyTorch's time over C's at the same precision.
+PRECISIONS=${PRECISIONS:-fp32 bf16}
+printf '%-34s %5s' case batch
+for p in $PRECISIONS; do printf ' %9s %9s %7s' "C $p" "torch $p" ratio; done
+printf ' %9s\n' "C GFLOP/s"
 run() { # label config preset mode batch
-    c=$("$BIN" -c "configs/$2" --mode "$4" --batch "$5" -t "$T" --repeat "$R")
-    p=$("$PY" scripts/bench_torch.py --config "$3" --mode "$4" --batch "$5" --threads "$T" --repeat "$R")
-    cs=$(echo "$c" | field median_s); ps=$(echo "$p" | field median_s); gf=$(echo "$c" | field gflops)
-    printf '%-34s %6s %10.3f %10.3f %7.2fx %9.1f\n' "$1" "$5" "$cs" "$ps" "$(awk "BEGIN{print $ps / $cs}")" "$gf"
+    printf '%-34s %5s' "$1" "$5"
+    for p in $PRECISIONS; do
+        c=$("$BIN" -c "configs/$2" --mode "$4" --batch "$5" -t "$T" --repeat "$R" --precision "$p")
+        t=$("$PY" scripts/bench_torch.py --config "$3" --mode "$4" --batch "$5" --threads "$T" --repeat "$R" --precision "$p")
+        cs=$(echo "$c" | field median_s); ps=$(echo "$t" | field median_s)
+        [ "$p" = fp32 ] && gf=$(echo "$c" | field gflops)
+        printf ' %9.3f %9.3f %6.2fx' "$cs" "$ps" "$(awk "BEGIN{print $ps / $cs}")"
+    done
+    printf ' %9.1f\n' "${gf:-0}"
 }
 run "ADM-64 U-Net forward" adm64.json adm64 unet 1
 run "ADM-64 U-Net forward" adm64.json adm64 unet 4

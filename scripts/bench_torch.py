@@ -82,6 +82,8 @@ def main():
     ap.add_argument("--mode", choices=["unet", "classifier", "train"], default=None,
                     help="default: classifier for classifier configs, else unet")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: torch.autocast(cpu, bfloat16) around the step (PyTorch's own bf16 path)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -131,6 +133,13 @@ def main():
                 return model(x, t, low_res, y)
             return model(x, t, y)
 
+    if a.precision == "bf16":
+        plain = step
+
+        def step():
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+                return plain()
+
     step()  # warm-up
     runs = []
     for _ in range(a.repeat):
@@ -139,7 +148,7 @@ def main():
         runs.append(time.perf_counter() - t0)
     print(json.dumps({
         "median_s": statistics.median(runs), "runs": runs, "batch": a.batch,
-        "threads": a.threads, "mode": mode, "config": a.config, "params": nparams,
+        "threads": a.threads, "mode": mode, "config": a.config, "params": nparams, "precision": a.precision,
         "torch": torch.__version__,
     }))
 

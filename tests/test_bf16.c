@@ -2,6 +2,7 @@
  * the products against a double-precision GEMM of the bf16-rounded inputs, and the AVX512-BF16
  * kernel against the scalar path bit for bit. */
 #include "core/gemm_bf16.h"
+#include "gd_model.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -103,6 +104,37 @@ static void test_gemm(void) {
 /* ---- conv2d forward in bf16 ---- */
 
 /* y of one planned conv graph on fixed data, at the given precision and threads */
+/* with dyd: also the input gradient for that output gradient, into *dx (the weights need none, as
+ * in guidance) */
+static float *conv_run_grad(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW, gd_precision prec, int threads,
+                            const float *xd, const float *wd, const float *bd, const float *dyd, float **dx) {
+    gd_set_threads(threads);
+    gd_set_precision(prec);
+    gd_ctx *ctx = gd_ctx_new(16);
+    gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, KH, KW), *b = gd_new_1d(ctx, GD_F32, O);
+    x->flags = w->flags = b->flags = GD_FLAG_INPUT;
+    if (dyd) x->flags |= GD_FLAG_NEEDS_GRAD;
+    gd_tensor *y = gd_conv2d_ex(ctx, x, w, b, S, PH, PW);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, dyd != NULL, NULL, 0);
+    gd_set_precision(GD_PRECISION_F32); /* the plan decided; the global can change afterwards */
+    memcpy(x->data, xd, sizeof(float) * (size_t)gd_nelements(x));
+    memcpy(w->data, wd, sizeof(float) * (size_t)gd_nelements(w));
+    memcpy(b->data, bd, sizeof(float) * (size_t)O);
+    gd_graph_compute(g, NULL, 0);
+    float *out = malloc(sizeof(float) * (size_t)gd_nelements(y));
+    memcpy(out, y->data, sizeof(float) * (size_t)gd_nelements(y));
+    if (dyd) {
+        gd_graph_backward(g, y, dyd, NULL, 0);
+        *dx = malloc(sizeof(float) * (size_t)gd_nelements(x));
+        memcpy(*dx, x->grad, sizeof(float) * (size_t)gd_nelements(x));
+    }
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+    gd_set_threads(2);
+    return out;
+}
+
 static float *conv_run(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW, gd_precision prec, int threads,
                        const float *xd, const float *wd, const float *bd, int *planned_bf16) {
     gd_set_threads(threads);
@@ -171,7 +203,22 @@ static void conv_bf16_case(const char *what, int N, int C, int H, int W, int O, 
     CHECK(worst32 > 1e-5, "%s: bf16 gave fp32's result (max difference %.3g): the bf16 path did not run", what, worst32);
     CHECK(!memcmp(y1, y2, sizeof(float) * (size_t)ny), "%s: 1 and 2 threads differ", what);
     CHECK(!memcmp(ys, y2 + (int64_t)(N - 1) * per, sizeof(float) * (size_t)per), "%s: a sample alone differs from its batch", what);
-    printf("    %s: vs fp32 %.2e of max|y|, vs the rounded-input conv %.2e of sum|x w|\n", what, worst32, worst);
+    /* the input gradient (a graph planned with its backward): bf16-sized against fp32, > 0, the
+     * same bits for 1 and 2 threads; the forward of such a graph is the forward-only graph's */
+    float *dyd = malloc(sizeof(float) * (size_t)ny), *dx32, *dx1, *dx2;
+    for (int64_t i = 0; i < ny; i++) dyd[i] = uniform(&s);
+    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_F32, 2, xd, wd, bd, dyd, &dx32));
+    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 1, xd, wd, bd, dyd, &dx1));
+    float *yb = conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd, wd, bd, dyd, &dx2);
+    double dxs = 0, dxw = 0;
+    for (int64_t i = 0; i < nx; i++) dxs = fmax(dxs, fabs(dx32[i]));
+    for (int64_t i = 0; i < nx; i++) dxw = fmax(dxw, fabs((double)dx2[i] - dx32[i]) / dxs);
+    CHECK(dxw <= 1.5e-2 && dxw > 1e-5, "%s: bf16 input gradient vs fp32 %.3g of max|dx| (expected bf16-sized, > 0)", what, dxw);
+    CHECK(!memcmp(dx1, dx2, sizeof(float) * (size_t)nx), "%s: input gradient: 1 and 2 threads differ", what);
+    CHECK(!memcmp(yb, y2, sizeof(float) * (size_t)ny), "%s: the forward of a graph with a backward differs", what);
+    printf("    %s: vs fp32 %.2e of max|y|, vs the rounded-input conv %.2e of sum|x w|; dx vs fp32 %.2e\n", what, worst32, worst,
+           dxw);
+    free(dyd), free(dx32), free(dx1), free(dx2), free(yb);
     free(xd), free(wd), free(bd), free(y32), free(y1), free(y2), free(ys);
 }
 
@@ -189,9 +236,132 @@ static void test_conv(void) {
     conv_bf16_case("3x3 same 33x31 (Winograd, odd edges), batch 1", 1, 6, 33, 31, 7, 3, 3, 1, 1, 1, 1);
 }
 
+/* attention in bf16 against fp32 on the same qkv (N 2, 2 heads of 16, T 40 and 7): the products
+ * round their inputs, softmax stays fp32; rows of the weights still sum to one, so the outputs stay
+ * within bf16's precision of fp32's; 1 and 2 threads give the same bits */
+static float *attn_run(const float *qkv, int N, int C, int T, gd_precision prec, int threads) {
+    gd_set_threads(threads);
+    gd_set_precision(prec);
+    gd_ctx *ctx = gd_ctx_new(8);
+    int64_t ne[3] = {N, 3 * C, T};
+    gd_tensor *x = gd_new_tensor(ctx, GD_F32, 3, ne);
+    x->flags = GD_FLAG_INPUT;
+    gd_tensor *y = gd_attention(ctx, x, 2, 1);
+    gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
+    gd_graph_plan(g, 0, NULL, 0);
+    gd_set_precision(GD_PRECISION_F32);
+    memcpy(x->data, qkv, sizeof(float) * (size_t)(N * 3 * C * T));
+    gd_graph_compute(g, NULL, 0);
+    float *out = malloc(sizeof(float) * (size_t)(N * C * T));
+    memcpy(out, y->data, sizeof(float) * (size_t)(N * C * T));
+    gd_graph_free(g);
+    gd_ctx_free(ctx);
+    gd_set_threads(2);
+    return out;
+}
+
+static void test_attention(void) {
+    if (!gd_bf16_native()) return;
+    const int N = 2, C = 32;
+    for (int T = 7; T <= 40; T += 33) {
+        uint64_t s = (uint64_t)T;
+        float *qkv = malloc(sizeof(float) * (size_t)(N * 3 * C * T));
+        for (int i = 0; i < N * 3 * C * T; i++) qkv[i] = uniform(&s) * 2.0f;
+        float *a32 = attn_run(qkv, N, C, T, GD_PRECISION_F32, 2), *a1 = attn_run(qkv, N, C, T, GD_PRECISION_BF16, 1),
+              *a2 = attn_run(qkv, N, C, T, GD_PRECISION_BF16, 2);
+        double worst = 0, scale = 0;
+        for (int i = 0; i < N * C * T; i++) scale = fmax(scale, fabs(a32[i]));
+        for (int i = 0; i < N * C * T; i++) worst = fmax(worst, fabs((double)a2[i] - a32[i]) / scale);
+        CHECK(worst <= 2e-2 && worst > 1e-5, "T %d: bf16 vs fp32 attention %.3g of max|a| (expected bf16-sized, > 0)", T, worst);
+        CHECK(!memcmp(a1, a2, sizeof(float) * (size_t)(N * C * T)), "T %d: 1 and 2 threads differ", T);
+        printf("    T %d: bf16 vs fp32 %.2e of max|a|\n", T, worst);
+        free(qkv), free(a32), free(a1), free(a2);
+    }
+}
+
+/* ---- whole networks: bf16 against fp32 on the same inputs ---- */
+
+/* output (U-Net) or logits and input gradient (classifier) of a model file at a precision */
+static float *net_run(const char *path, int N, gd_precision prec, int64_t *n_out, float **grad, int64_t *n_x) {
+    char err[512];
+    gd_model *m = gd_model_load(path, NULL, err, sizeof err);
+    CHECK(m != NULL, "%s", err);
+    if (!m) return NULL;
+    const gd_config *cfg = gd_model_config(m);
+    int cls = cfg->kind == GD_NET_CLASSIFIER;
+    gd_set_precision(prec);
+    gd_net *net = gd_net_new(m, N, cls, err, sizeof err);
+    gd_set_precision(GD_PRECISION_F32);
+    CHECK(net != NULL, "%s: %s", path, err);
+    if (!net) {
+        gd_model_free(m);
+        return NULL;
+    }
+    int64_t nx = (int64_t)N * cfg->in_channels * cfg->image_size * cfg->image_size;
+    uint64_t s = 99;
+    for (int64_t i = 0; i < nx; i++) gd_net_x(net)[i] = uniform(&s);
+    for (int i = 0; i < N; i++) gd_net_t(net)[i] = (float)(100 + 250 * i);
+    if (gd_net_y(net))
+        for (int i = 0; i < N; i++) gd_net_y(net)[i] = i % cfg->num_classes;
+    if (gd_net_low_res(net))
+        for (int64_t i = 0; i < (int64_t)N * cfg->in_channels * cfg->small_size * cfg->small_size; i++) gd_net_low_res(net)[i] = uniform(&s);
+    *grad = NULL, *n_x = nx;
+    int rc;
+    if (cls) {
+        *grad = malloc(sizeof(float) * (size_t)nx);
+        rc = gd_net_input_grad(net, *grad, err, sizeof err);
+    } else {
+        rc = gd_net_forward(net, err, sizeof err);
+    }
+    CHECK(rc == 0, "%s: %s", path, err);
+    const gd_tensor *o = gd_net_output(net);
+    *n_out = gd_nelements(o);
+    float *out = malloc(sizeof(float) * (size_t)*n_out);
+    memcpy(out, o->data, sizeof(float) * (size_t)*n_out);
+    gd_net_free(net);
+    gd_model_free(m);
+    return out;
+}
+
+static double rel_diff(const float *a, const float *ref, int64_t n) {
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        md = fmax(md, fabs((double)a[i] - ref[i]));
+        if (a[i] != a[i]) md = INFINITY;
+        mr = fmax(mr, fabs(ref[i]));
+    }
+    return md / (mr > 0 ? mr : 1);
+}
+
+/* bf16 is a lower-precision mode: what it must keep is a bound of a few bf16 ulps (2^-8 = 3.9e-3)
+ * against fp32 through every layer, here 3e-2 of the largest output */
+static void test_networks(void) {
+    if (!gd_bf16_native()) return;
+    const char *paths[] = {"tests/fixtures/conv_unet.safetensors", "tests/fixtures/conv_cls.safetensors",
+                           "tests/fixtures/conv_sr.safetensors", "models/fashion_diffusion.safetensors",
+                           "models/fashion_classifier_ce.safetensors"};
+    for (size_t k = 0; k < sizeof paths / sizeof *paths; k++) {
+        int64_t no, nx, no2, nx2;
+        float *g32 = NULL, *gb = NULL;
+        float *o32 = net_run(paths[k], 3, GD_PRECISION_F32, &no, &g32, &nx), *ob = net_run(paths[k], 3, GD_PRECISION_BF16, &no2, &gb, &nx2);
+        if (!o32 || !ob) {
+            free(o32), free(ob), free(g32), free(gb);
+            continue;
+        }
+        double eo = rel_diff(ob, o32, no), eg = g32 ? rel_diff(gb, g32, nx) : 0;
+        printf("    %s: output %.2e%s", paths[k], eo, g32 ? ", input gradient " : "\n");
+        if (g32) printf("%.2e\n", eg);
+        CHECK(eo <= 3e-2 && eo > 1e-6, "%s: bf16 output vs fp32 %.3g (bound 3e-2, and not fp32's)", paths[k], eo);
+        CHECK(!g32 || (eg <= 3e-2 && eg > 1e-6), "%s: bf16 input gradient vs fp32 %.3g (bound 3e-2)", paths[k], eg);
+        free(o32), free(ob), free(g32), free(gb);
+    }
+}
+
 GD_TEST_TABLE(gd_tests_bf16) = {
     {"bf16: fp32 -> bf16 rounds to nearest even (random floats, ties, overflow, NaN)", test_round},
     {"bf16: GEMM against a double GEMM of the rounded inputs; AVX512-BF16 = scalar bit for bit", test_gemm},
+    {"bf16: attention forward against fp32; thread-independent", test_attention},
+    {"bf16: whole networks (tiny fixtures, the default Fashion models) within 3e-2 of fp32", test_networks},
     {"bf16: conv2d forward (im2col, direct, 1x7, Winograd): error bounds, thread- and batch-independent", test_conv},
     {NULL, NULL},
 };

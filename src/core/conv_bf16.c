@@ -5,10 +5,11 @@
  * packing them on every call cost a quarter of ADM-64's batch-1 forward, measured); activations
  * rounded as the GEMM packs them; fp32 accumulation, transforms, bias and everything outside the
  * GEMMs in fp32. The weights must not change in place after that first compute (a new plan
- * repacks them); bf16 is an inference mode.
+ * repacks them); bf16 is an inference mode. A backward (classifier guidance) computes the input
+ * gradient the same way, from its own packing of the weights; weight gradients stay fp32.
  * A GEMM's element is summed the same way whatever the M and N tiling (gemm_bf16.c blocks only
  * K, from 0), and every sample takes the same GEMMs whatever its batch, so results do not depend
- * on the thread count or the batch, as in fp32. The backward stays fp32. */
+ * on the thread count or the batch, as in fp32. */
 #include "core/conv_internal.h"
 #include "core/gemm_bf16.h"
 
@@ -31,7 +32,7 @@ int gd_set_precision(gd_precision p) {
 gd_precision gd_get_precision(void) { return g_precision; }
 
 const char *gd_precision_kernels(void) {
-    if (g_precision == GD_PRECISION_BF16) return "bf16: AVX512-BF16 VDPBF16PS GEMMs (conv2d forward), fp32 accumulation";
+    if (g_precision == GD_PRECISION_BF16) return "bf16: AVX512-BF16 VDPBF16PS GEMMs (conv2d and attention forward), fp32 accumulation";
     return gd_bf16_native() ? "fp32: OpenBLAS sgemm (this CPU also has AVX512-BF16 for --precision bf16)"
                             : "fp32: OpenBLAS sgemm (no AVX512-BF16 on this CPU)";
 }
@@ -55,17 +56,19 @@ static size_t wino_work(const conv_geom *g, int team) {
 static size_t wino_cache(const conv_geom *g) { return 16 * halves(gd_bf16_packed_size(g->O, g->C)); }
 static size_t wino_pack_scratch(const conv_geom *g) { return gd_pad16((size_t)(16 * g->O * g->C)); }
 
-static void wino_pack(const conv_geom *g, const float *w, uint16_t *Ub, float *U, int team) {
+/* flip: the input gradient's filters (g is then the swapped geometry, see dx_geom) */
+static void wino_pack(const conv_geom *g, const float *w, int flip, uint16_t *Ub, float *U, int team) {
     const size_t psz = halves(gd_bf16_packed_size(g->O, g->C)) * 2;
 #pragma omp parallel num_threads(team)
     {
-        gd_wino_filter_tf_for(w, 0, g->O, g->C, U);
+        gd_wino_filter_tf_for(w, flip, g->O, g->C, U);
 #pragma omp for
         for (int k = 0; k < 16; k++) gd_bf16_pack_a(U + k * g->O * g->C, g->C, g->O, g->C, Ub + k * psz);
     }
 }
 
-static void wino_fwd(const conv_geom *g, const float *x, const uint16_t *Ub, const float *b, float *y, float *work, int team) {
+static void wino_fwd(const conv_geom *g, const float *x, const uint16_t *Ub, const float *b, float *y, int accumulate, float *work,
+                     int team) {
     const int64_t C = g->C, O = g->O, H = g->H, W = g->W, P = ((H + 1) / 2) * ((W + 1) / 2);
     const int64_t pc = gd_wino_chunk_tiles(C, O, P);
     const size_t psz = halves(gd_bf16_packed_size(O, C)) * 2; /* uint16 per packed plane */
@@ -84,7 +87,7 @@ static void wino_fwd(const conv_geom *g, const float *x, const uint16_t *Ub, con
                     gd_wino_input_tf(x + n * C * H * W, C, H, W, p0, np, V, np, 0);
                     for (int k = 0; k < 16; k++)
                         gd_gemm_bf16(O, np, C, Ub + k * psz, V + k * C * np, np, 0.0f, M + k * O * np, np, bw);
-                    gd_wino_output_tf(M, np, 0, O, H, W, p0, np, b, y + n * O * H * W, 0);
+                    gd_wino_output_tf(M, np, 0, O, H, W, p0, np, b, y + n * O * H * W, accumulate);
                 }
         } else {
             /* one chunk at a time over the whole team: its tiles split for the transforms, its
@@ -99,7 +102,7 @@ static void wino_fwd(const conv_geom *g, const float *x, const uint16_t *Ub, con
 #pragma omp for schedule(dynamic)
                     for (int k = 0; k < 16; k++)
                         gd_gemm_bf16(O, np, C, Ub + k * psz, V0 + k * C * np, np, 0.0f, M0 + k * O * np, np, bw);
-                    if (s1 > s0) gd_wino_output_tf(M0, np, s0, O, H, W, p0 + s0, s1 - s0, b, y + n * O * H * W, 0);
+                    if (s1 > s0) gd_wino_output_tf(M0, np, s0, O, H, W, p0 + s0, s1 - s0, b, y + n * O * H * W, accumulate);
 #pragma omp barrier
                 }
         }
@@ -195,31 +198,117 @@ static void gemm_fwd(const conv_geom *g, const float *x, const uint16_t *Ap, con
     }
 }
 
-int gd_conv_bf16(const gd_tensor *t) { return (t->flags & GD_FLAG_PLANNED_BF16) != 0; }
+/* ---- the input gradient (classifier guidance): dx += conv^T(dy), weights packed once too ---- */
 
-/* Scratch of the forward; packing the weights (the first compute) borrows the same scratch. */
-size_t gd_conv_bf16_work(const conv_geom *g, int team) {
-    if (!gd_conv_winograd(g)) return gemm_work(g, team);
-    size_t w = wino_work(g, team), p = wino_pack_scratch(g);
-    return w > p ? w : p;
+/* Winograd: the forward's algorithm on dy with O and C swapped and the filters flipped */
+static conv_geom dx_geom(const conv_geom *g) {
+    conv_geom d = *g;
+    d.C = g->O, d.O = g->C;
+    return d;
 }
 
-int gd_conv_bf16_plan(gd_tensor *t, const conv_geom *g) {
-    if (t->cache) return 0; /* a node planned again (another graph of its context) keeps its packing */
-    size_t floats = gd_conv_winograd(g) ? wino_cache(g) : gemm_cache(g);
+/* im2col / direct: col (CKK x OHW) = w^T dy per sample, then col2im; direct: dx += w^T dy */
+static size_t dx_gemm_work(const conv_geom *g, int team) {
+    size_t col = gd_conv_direct(g) ? 0 : gd_pad16((size_t)(g->CKK * g->OHW));
+    return (size_t)team * (col + halves(gd_bf16_work_size(g->OHW, g->O)));
+}
+
+static void dx_gemm(const conv_geom *g, const uint16_t *Ap, const float *dy, float *dx, float *work, int team) {
+    const size_t col_f = gd_conv_direct(g) ? 0 : gd_pad16((size_t)(g->CKK * g->OHW));
+    const size_t sl = col_f + halves(gd_bf16_work_size(g->OHW, g->O));
+    const int64_t CHW = g->C * g->H * g->W;
+#pragma omp parallel num_threads(team)
+    {
+        float *col = work + (size_t)gd_thread_id() * sl;
+        uint16_t *bw = (uint16_t *)(col + col_f);
+#pragma omp for schedule(dynamic)
+        for (int64_t n = 0; n < g->N; n++) {
+            const float *dyn = dy + n * g->O * g->OHW;
+            if (gd_conv_direct(g)) {
+                gd_gemm_bf16(g->CKK, g->OHW, g->O, Ap, dyn, g->OHW, 1.0f, dx + n * CHW, g->OHW, bw);
+            } else {
+                gd_gemm_bf16(g->CKK, g->OHW, g->O, Ap, dyn, g->OHW, 0.0f, col, g->OHW, bw);
+                gd_col2im_serial(g, col, g->OHW, dx + n * CHW);
+            }
+        }
+    }
+}
+
+static size_t fwd_cache(const conv_geom *g) { return gd_conv_winograd(g) ? wino_cache(g) : gemm_cache(g); }
+static size_t dx_cache(const conv_geom *g) {
+    if (gd_conv_winograd(g)) {
+        conv_geom d = dx_geom(g);
+        return wino_cache(&d);
+    }
+    return halves(gd_bf16_packed_size(g->CKK, g->O));
+}
+
+int gd_conv_bf16(const gd_tensor *t) { return (t->flags & GD_FLAG_PLANNED_BF16) != 0; }
+
+/* Scratch of the forward (and the input gradient); packing the weights borrows the same scratch. */
+size_t gd_conv_bf16_work(const conv_geom *g, int team, int backward) {
+    size_t w;
+    if (!gd_conv_winograd(g)) {
+        w = gemm_work(g, team);
+        if (backward && dx_gemm_work(g, team) > w) w = dx_gemm_work(g, team);
+        return w;
+    }
+    conv_geom d = dx_geom(g);
+    w = wino_work(g, team);
+    size_t p = wino_pack_scratch(g);
+    if (p > w) w = p;
+    if (backward && wino_work(&d, team) > w) w = wino_work(&d, team);
+    return w;
+}
+
+/* The cache: the forward's packing, and with a backward the input gradient's after it. */
+int gd_conv_bf16_plan(gd_tensor *t, const conv_geom *g, int backward) {
+    size_t floats = fwd_cache(g) + (backward ? dx_cache(g) : 0);
+    if (t->cache && t->cache_floats >= floats) return 0; /* planned again (another graph of its context) */
+    free(t->cache);
     t->cache = aligned_alloc(64, sizeof(float) * gd_pad16(floats));
     t->cache_of = NULL;
+    t->cache_floats = t->cache ? floats : 0;
     return t->cache ? 0 : -1;
+}
+
+static void pack_all(gd_tensor *t, const conv_geom *g, const float *w, float *work, int team) {
+    const int wino = gd_conv_winograd(g);
+    if (wino) wino_pack(g, w, 0, t->cache, work, team);
+    else gemm_pack(g, w, t->cache, team);
+    if (t->cache_floats >= fwd_cache(g) + dx_cache(g)) {
+        uint16_t *dxp = (uint16_t *)((float *)t->cache + fwd_cache(g));
+        if (wino) {
+            conv_geom d = dx_geom(g);
+            wino_pack(&d, w, 1, dxp, work, team);
+        } else {
+            const int64_t panels = (g->CKK + GD_BF16_MR - 1) / GD_BF16_MR, Kp = (g->O + 1) & ~(int64_t)1;
+#pragma omp parallel for num_threads(team)
+            for (int64_t p = 0; p < panels; p++) {
+                int64_t m0 = p * GD_BF16_MR, mr = g->CKK - m0 < GD_BF16_MR ? g->CKK - m0 : GD_BF16_MR;
+                gd_bf16_pack_at(w + m0, g->CKK, mr, g->O, dxp + m0 * Kp);
+            }
+        }
+    }
+    t->cache_of = w;
 }
 
 void gd_conv_bf16_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *w, const float *b, float *y, float *work,
                       int team) {
-    const int wino = gd_conv_winograd(g);
-    if (t->cache_of != w) {
-        if (wino) wino_pack(g, w, t->cache, work, team);
-        else gemm_pack(g, w, t->cache, team);
-        t->cache_of = w;
-    }
-    if (wino) wino_fwd(g, x, t->cache, b, y, work, team);
+    if (t->cache_of != w) pack_all(t, g, w, work, team);
+    if (gd_conv_winograd(g)) wino_fwd(g, x, t->cache, b, y, 0, work, team);
     else gemm_fwd(g, x, t->cache, b, y, work, team);
+}
+
+int gd_conv_bf16_dx(gd_tensor *t, const conv_geom *g, const float *w, const float *dy, float *dx, float *work, int team) {
+    if (t->cache_floats < fwd_cache(g) + dx_cache(g)) return -1; /* planned without a backward */
+    if (t->cache_of != w) pack_all(t, g, w, work, team);
+    const uint16_t *dxp = (const uint16_t *)((const float *)t->cache + fwd_cache(g));
+    if (gd_conv_winograd(g)) {
+        conv_geom d = dx_geom(g);
+        wino_fwd(&d, dy, dxp, NULL, dx, 1, work, team);
+    } else {
+        dx_gemm(g, dxp, dy, dx, work, team);
+    }
+    return 0;
 }

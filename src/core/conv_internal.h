@@ -21,10 +21,12 @@ int gd_conv_3x3_same(const conv_geom *g); /* 3x3, stride 1, pad 1 (any size) */
 /* The bf16 forward (conv_bf16.c): whether the op was planned for it, its scratch, its cache of
  * packed weights (allocated by the plan: 0, or -1 out of memory), the forward. */
 int gd_conv_bf16(const gd_tensor *t);
-size_t gd_conv_bf16_work(const conv_geom *g, int team);
-int gd_conv_bf16_plan(gd_tensor *t, const conv_geom *g);
+size_t gd_conv_bf16_work(const conv_geom *g, int team, int backward);
+int gd_conv_bf16_plan(gd_tensor *t, const conv_geom *g, int backward);
 void gd_conv_bf16_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *w, const float *b, float *y, float *work,
                       int team);
+/* dx += the input gradient in bf16 (an op planned with its backward); -1 when it was not */
+int gd_conv_bf16_dx(gd_tensor *t, const conv_geom *g, const float *w, const float *dy, float *dx, float *work, int team);
 
 /* The backward's scratch (ops_conv_grad.c) for a team of `team` threads. */
 size_t gd_conv_grad_work(const conv_geom *g, int team);

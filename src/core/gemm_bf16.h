@@ -22,6 +22,8 @@ int gd_bf16_native(void);
 /* uint16 elements of A (M x K) packed: panels of MR rows, K padded to even, rows padded to MR */
 size_t gd_bf16_packed_size(int64_t M, int64_t K);
 void gd_bf16_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap);
+/* the same for A given transposed: element (m, k) at At[k * lda + m] */
+void gd_bf16_pack_at(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap);
 
 /* uint16 elements of scratch gd_gemm_bf16 needs for N columns, K deep */
 size_t gd_bf16_work_size(int64_t N, int64_t K);

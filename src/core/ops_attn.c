@@ -2,6 +2,7 @@
  * is never stored: backward recomputes it per head, so a backward graph costs T*T floats of
  * scratch, not N*H*T*T of saved state. */
 #include "core/gd_internal.h"
+#include "core/gemm_bf16.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -39,11 +40,24 @@ gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
     return t;
 }
 
+/* --precision bf16: both products on the bf16 kernel (q^T and v packed per head, w transposed
+ * for the second), softmax in fp32; the backward stays fp32. Per-thread scratch beyond w, w^T: */
+static size_t bf16_extra(int64_t T, int64_t d) {
+    size_t wk = gd_bf16_work_size(T, d) > gd_bf16_work_size(T, T) ? gd_bf16_work_size(T, d) : gd_bf16_work_size(T, T);
+    return (gd_bf16_packed_size(T, d) + gd_bf16_packed_size(d, T) + wk + 3) / 2 + 16;
+}
+
+static size_t slice_floats(const gd_tensor *t) {
+    size_t T = (size_t)t->ne[2];
+    return 2 * T * T + ((t->flags & GD_FLAG_PLANNED_BF16) ? bf16_extra(t->ne[2], t->ne[1] / t->ip[0]) : 0);
+}
+
 size_t gd_work_attention(gd_tensor *t, int backward) {
     (void)backward;
     t->ip[2] = slices(); /* the thread count this scratch is sized for */
-    size_t T = (size_t)t->ne[2];
-    return (size_t)t->ip[2] * 2 * T * T;
+    t->flags &= ~GD_FLAG_PLANNED_BF16;
+    if (gd_get_precision() == GD_PRECISION_BF16) t->flags |= GD_FLAG_PLANNED_BF16;
+    return (size_t)t->ip[2] * slice_floats(t);
 }
 
 double gd_flops_attention(const gd_tensor *t) {
@@ -92,14 +106,47 @@ static void attn_weights(const attn_geom *g, const float *q, const float *k, flo
  * OpenBLAS stays single-threaded, so results do not depend on the thread count. */
 static int nthreads(const gd_tensor *t) { return slices() < t->ip[2] ? slices() : t->ip[2]; }
 
-/* This thread's 2*T*T floats of scratch. */
-static float *thread_slice(float *work, const attn_geom *g) {
+/* This thread's scratch: w (T*T floats), then dw or, in bf16, w^T and the packed operands. */
+static float *thread_slice(float *work, const gd_tensor *t) {
 #ifdef _OPENMP
-    return work + (size_t)omp_get_thread_num() * 2 * g->T * g->T;
+    return work + (size_t)omp_get_thread_num() * slice_floats(t);
 #else
-    (void)g;
+    (void)t;
     return work;
 #endif
+}
+
+/* One head in bf16. Computed transposed, w^T = softmax over each column of s2 k^T q, so that
+ * both GEMMs take their big operand (w^T) as the row-major B the kernel packs vectorised and no
+ * T x T matrix is ever transposed (a first version transposed w: slower than fp32). The column
+ * softmax runs row by row over w^T, each column's max and sum in the same s order as the fp32
+ * rows. Then a = v w^T. */
+static void head_bf16(const attn_geom *g, const float *q, const float *k, const float *v, float *wt, float *a) {
+    const int64_t T = g->T, d = g->d;
+    float *mx = wt + T * T, *sum = mx + T;
+    uint16_t *kp = (uint16_t *)(wt + 2 * T * T), *vp = kp + gd_bf16_packed_size(T, d), *bw = vp + gd_bf16_packed_size(d, T);
+    gd_bf16_pack_at(k, T, T, d, kp);
+    gd_gemm_bf16(T, T, d, kp, q, T, 0.0f, wt, T, bw);
+    for (int64_t t = 0; t < T; t++) mx[t] = wt[t] * g->s2, sum[t] = 0;
+    for (int64_t s = 0; s < T; s++) {
+        float *row = wt + s * T;
+        for (int64_t t = 0; t < T; t++) {
+            row[t] *= g->s2; /* the fp32 path scales inside its GEMM */
+            mx[t] = row[t] > mx[t] ? row[t] : mx[t];
+        }
+    }
+    for (int64_t s = 0; s < T; s++) {
+        float *row = wt + s * T;
+        for (int64_t t = 0; t < T; t++) {
+            row[t] = expf(row[t] - mx[t]);
+            sum[t] += row[t];
+        }
+    }
+    for (int64_t t = 0; t < T; t++) sum[t] = 1.0f / sum[t];
+    for (int64_t s = 0; s < T; s++)
+        for (int64_t t = 0; t < T; t++) wt[s * T + t] *= sum[t];
+    gd_bf16_pack_a(v, T, d, T, vp);
+    gd_gemm_bf16(d, T, T, vp, wt, T, 0.0f, a, T, bw);
 }
 
 void gd_fwd_attention(gd_tensor *t, float *work) {
@@ -108,12 +155,16 @@ void gd_fwd_attention(gd_tensor *t, float *work) {
 #pragma omp parallel for num_threads(nthreads(t)) schedule(dynamic)
     for (int64_t nh = 0; nh < g.N * g.H; nh++) {
         int64_t n = nh / g.H, h = nh % g.H, off[3];
-        float *w = thread_slice(work, &g);
+        float *w = thread_slice(work, t);
         qkv_offsets(&g, t->ip[1], h, off);
         const float *base = F32(t->src[0]) + n * 3 * g.C * g.T;
         const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
-        attn_weights(&g, q, k, w);
         float *a = F32(t) + (n * g.C + h * g.d) * g.T;
+        if (t->flags & GD_FLAG_PLANNED_BF16) {
+            head_bf16(&g, q, k, v, w, a);
+            continue;
+        }
+        attn_weights(&g, q, k, w);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d, T, T, 1.0f, v, T, w, T, 0.0f, a, T);
     }
 }
@@ -126,7 +177,7 @@ void gd_bwd_attention(gd_tensor *t, float *work) {
 #pragma omp parallel for num_threads(nthreads(t)) schedule(dynamic)
     for (int64_t nh = 0; nh < g.N * g.H; nh++) {
         int64_t n = nh / g.H, h = nh % g.H, off[3];
-        float *w = thread_slice(work, &g);
+        float *w = thread_slice(work, t);
         float *dw = w + g.T * g.T;
         qkv_offsets(&g, t->ip[1], h, off);
         const float *base = F32(X) + n * 3 * g.C * g.T;

@@ -107,11 +107,15 @@ size_t gd_work_conv2d(gd_tensor *t, int backward) {
     size_t w = gd_conv_direct(&g) ? 0 : (size_t)(g.CKK * g.OHW);
     if (gd_conv_winograd(&g)) w = gd_winograd_work_team(g.N, g.C, g.O, g.H, g.W, team);
     else if (fwd_sample_parallel(&g, team) && (size_t)team * fwd_slice(&g) > w) w = (size_t)team * fwd_slice(&g);
-    t->flags &= ~GD_FLAG_PLANNED_BF16;
-    if (gd_get_precision() == GD_PRECISION_BF16 && !gd_conv_bf16_plan(t, &g)) { /* out of memory: fp32 */
-        t->flags |= GD_FLAG_PLANNED_BF16;
-        size_t wf = gd_conv_bf16_work(&g, team);
-        if (wf > w) w = wf;
+    if (!backward) t->flags &= ~GD_FLAG_PLANNED_BF16; /* the plan asks without, then (maybe) with a backward */
+    if (gd_get_precision() == GD_PRECISION_BF16) {
+        if (gd_conv_bf16_plan(t, &g, backward)) {
+            t->flags &= ~GD_FLAG_PLANNED_BF16; /* no memory for the packed weights: fp32 */
+        } else {
+            t->flags |= GD_FLAG_PLANNED_BF16;
+            size_t wf = gd_conv_bf16_work(&g, team, backward);
+            if (wf > w) w = wf;
+        }
     }
     if (backward) {
         size_t wb = gd_conv_grad_work(&g, team);

@@ -181,6 +181,8 @@ void gd_bwd_conv2d(gd_tensor *t, float *work) {
     const float *x = F32(X), *w = F32(Wt), *dy = t->grad;
     float *dx = X->grad, *dw = Wt->grad, *db = Bt ? Bt->grad : NULL;
     int team = gd_conv_team(t), steam = scratch_team(&p, team);
+    /* bf16 (an inference mode): the input gradient alone, as guidance asks for it */
+    if (dx && !dw && !db && gd_conv_bf16(t) && !gd_conv_bf16_dx(t, &g, w, dy, dx, work, team)) return;
     float *Udx = work, *parts = work + p.udx, *scr0 = parts + (size_t)p.groups * p.part;
     /* a slice per thread, or the input gradient apart when the scratch holds too few slices */
     int dx_apart = dx && steam < team && team > 1;

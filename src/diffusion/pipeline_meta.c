@@ -55,7 +55,7 @@ static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
         fprintf(f, "%s: %supsampling %dx%d -> %dx%d, ddpm %s (%d steps)\n", pre, mc ? "then " : "", uc->small_size,
                 uc->small_size, uc->image_size, uc->image_size, p->up_resp, p->up_diff->K);
     if (p->bf16_refused) fprintf(f, "%s: warning: --precision bf16 needs AVX512-BF16, which this CPU lacks: running fp32\n", pre);
-    else if (p->bf16) fprintf(f, "%s: precision bf16 (convolutions; the rest fp32)\n", pre);
+    else if (p->bf16) fprintf(f, "%s: precision bf16 (convolution and attention products; the rest fp32)\n", pre);
     if (!mc)
         fprintf(f, "%s: seed %llu, %d samples from the images of %s\n", pre, (unsigned long long)p->job.seed, p->N, p->job.base_npz);
 }
