@@ -52,29 +52,21 @@ int gd_bf16_native(void) {
 
 size_t gd_bf16_packed_size(int64_t M, int64_t K) { return (size_t)((M + MR - 1) / MR * MR) * (size_t)even(K); }
 
-void gd_bf16_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
+/* element (m, k) at A[m * sm + k * sk] */
+static void pack_strided(const float *A, int64_t sm, int64_t sk, int64_t M, int64_t K, uint16_t *Ap) {
     const int64_t Kp = even(K), panels = (M + MR - 1) / MR;
     for (int64_t p = 0; p < panels; p++)
         for (int64_t q = 0; q < Kp / 2; q++)
             for (int64_t r = 0; r < MR; r++) {
                 int64_t m = p * MR + r, k = 2 * q;
                 uint16_t *d = Ap + ((p * (Kp / 2) + q) * MR + r) * 2;
-                d[0] = m < M ? round_daz(A[m * lda + k]) : 0;
-                d[1] = m < M && k + 1 < K ? round_daz(A[m * lda + k + 1]) : 0;
+                d[0] = m < M ? round_daz(A[m * sm + k * sk]) : 0;
+                d[1] = m < M && k + 1 < K ? round_daz(A[m * sm + (k + 1) * sk]) : 0;
             }
 }
 
-void gd_bf16_pack_at(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
-    const int64_t Kp = even(K), panels = (M + MR - 1) / MR;
-    for (int64_t p = 0; p < panels; p++)
-        for (int64_t q = 0; q < Kp / 2; q++)
-            for (int64_t r = 0; r < MR; r++) {
-                int64_t m = p * MR + r, k = 2 * q;
-                uint16_t *d = Ap + ((p * (Kp / 2) + q) * MR + r) * 2;
-                d[0] = m < M ? round_daz(At[k * lda + m]) : 0;
-                d[1] = m < M && k + 1 < K ? round_daz(At[(k + 1) * lda + m]) : 0;
-            }
-}
+void gd_bf16_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) { pack_strided(A, lda, 1, M, K, Ap); }
+void gd_bf16_pack_at(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) { pack_strided(At, 1, lda, M, K, Ap); }
 
 size_t gd_bf16_work_size(int64_t N, int64_t K) {
     int64_t nc = N < NC ? N : NC, kc = even(K) < KC ? even(K) : KC;
