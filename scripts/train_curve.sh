@@ -2,7 +2,8 @@
 # The training curve of the diffusion model: FID and accuracy (ddpm-eval, evaluator space, against the
 # Fashion-MNIST test set) of every EMA snapshot in RUN/snapshots (ddpm-train's snapshot_every), on a
 # fixed sample set: N samples (default 500) with DDIM-25, unguided, seeds 1000+i, classes cycling
-# 0..9; the conditional row and the unconditional (null class) row.
+# 0..9; the conditional row and the unconditional (null class) row (FID only: its samples follow no
+# label, so accuracy against the cycled classes would be chance).
 # Each snapshot's scores are cached in RUN/curve/; rerunning scores only the new snapshots, so it can
 # run beside the training. Writes RUN/curve.tsv and, with gnuplot, docs/images/training_curve.png.
 #   scripts/train_curve.sh [RUN]       (default runs/fashion_diffusion)
@@ -38,13 +39,13 @@ for snap in "$RUN"/snapshots/step_*.safetensors; do
     done
 done
 {
-    printf 'step\tfid_cond\taccuracy_cond\tfid_uncond\taccuracy_uncond\n'
+    printf 'step\tfid_cond\taccuracy_cond\tfid_uncond\n'
     for f in "$RUN"/curve/*-cond-"$N".json; do
         [ -f "$f" ] || continue
         step=$(basename "$f"); step=${step%%-*}
         u="$RUN/curve/$step-uncond-$N.json"
-        printf '%d\t%s\t%s\t%s\t%s\n' "$(echo "$step" | sed "s/^0*//; s/^$/0/")" "$(field "$f" fid)" "$(field "$f" accuracy)" \
-            "$( [ -s "$u" ] && field "$u" fid || echo nan)" "$( [ -s "$u" ] && field "$u" accuracy || echo nan)"
+        printf '%d\t%s\t%s\t%s\n' "$(echo "$step" | sed "s/^0*//; s/^$/0/")" "$(field "$f" fid)" "$(field "$f" accuracy)" \
+            "$( [ -s "$u" ] && field "$u" fid || echo nan)"
     done
 } > "$RUN/curve.tsv"
 cat "$RUN/curve.tsv"
@@ -59,7 +60,6 @@ set xlabel "training step (batch 32)"; set ylabel "FID (evaluator space)"; set y
 set ytics nomirror; set y2tics; set y2range [0:1]; set grid; set key top center
 plot "$RUN/curve.tsv" using 1:2 skip 1 with linespoints title "FID, conditional", \
      "$RUN/curve.tsv" using 1:4 skip 1 with linespoints title "FID, null class", \
-     "$RUN/curve.tsv" using 1:3 skip 1 axes x1y2 with linespoints dt 2 title "accuracy, conditional", \
-     "$RUN/curve.tsv" using 1:5 skip 1 axes x1y2 with linespoints dt 2 title "accuracy, null class"
+     "$RUN/curve.tsv" using 1:3 skip 1 axes x1y2 with linespoints dt 2 title "accuracy, conditional"
 GP
 echo "docs/images/training_curve.png" >&2
