@@ -107,13 +107,14 @@ static void test_gemm(void) {
 /* with dyd: also the input gradient for that output gradient, into *dx (the weights need none, as
  * in guidance) */
 static float *conv_run_grad(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW, gd_precision prec, int threads,
-                            const float *xd, const float *wd, const float *bd, const float *dyd, float **dx) {
+                            const float *xd, const float *wd, const float *bd, const float *dyd, float **dx, int train_weights) {
     gd_set_threads(threads);
     gd_set_precision(prec);
     gd_ctx *ctx = gd_ctx_new(16);
     gd_tensor *x = gd_new_4d(ctx, GD_F32, N, C, H, W), *w = gd_new_4d(ctx, GD_F32, O, C, KH, KW), *b = gd_new_1d(ctx, GD_F32, O);
     x->flags = w->flags = b->flags = GD_FLAG_INPUT;
     if (dyd) x->flags |= GD_FLAG_NEEDS_GRAD;
+    if (train_weights) w->flags |= GD_FLAG_NEEDS_GRAD;
     gd_tensor *y = gd_conv2d_ex(ctx, x, w, b, S, PH, PW);
     gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
     gd_graph_plan(g, dyd != NULL, NULL, 0);
@@ -137,7 +138,7 @@ static float *conv_run_grad(int N, int C, int H, int W, int O, int KH, int KW, i
 
 static float *conv_run(int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW, gd_precision prec, int threads,
                        const float *xd, const float *wd, const float *bd) {
-    return conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, prec, threads, xd, wd, bd, NULL, NULL);
+    return conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, prec, threads, xd, wd, bd, NULL, NULL, 0);
 }
 
 static void conv_bf16_case(const char *what, int N, int C, int H, int W, int O, int KH, int KW, int S, int PH, int PW,
@@ -187,9 +188,15 @@ static void conv_bf16_case(const char *what, int N, int C, int H, int W, int O, 
      * same bits for 1 and 2 threads; the forward of such a graph is the forward-only graph's */
     float *dyd = malloc(sizeof(float) * (size_t)ny), *dx32, *dx1, *dx2;
     for (int64_t i = 0; i < ny; i++) dyd[i] = uniform(&s);
-    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_F32, 2, xd, wd, bd, dyd, &dx32));
-    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 1, xd, wd, bd, dyd, &dx1));
-    float *yb = conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd, wd, bd, dyd, &dx2);
+    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_F32, 2, xd, wd, bd, dyd, &dx32, 0));
+    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 1, xd, wd, bd, dyd, &dx1, 0));
+    float *yb = conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd, wd, bd, dyd, &dx2, 0);
+    /* weights being trained stay fp32 (their packing would go stale): fp32's bits, gradients too */
+    float *dxt, *dx32t, *yt = conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_BF16, 2, xd, wd, bd, dyd, &dxt, 1);
+    free(conv_run_grad(N, C, H, W, O, KH, KW, S, PH, PW, GD_PRECISION_F32, 2, xd, wd, bd, dyd, &dx32t, 1));
+    CHECK(!memcmp(yt, y32, sizeof(float) * (size_t)ny) && !memcmp(dxt, dx32t, sizeof(float) * (size_t)nx),
+          "%s: a conv whose weights need gradients ran bf16", what);
+    free(yt), free(dxt), free(dx32t);
     double dxs = 0, dxw = 0;
     for (int64_t i = 0; i < nx; i++) dxs = fmax(dxs, fabs(dx32[i]));
     for (int64_t i = 0; i < nx; i++) dxw = fmax(dxw, fabs((double)dx2[i] - dx32[i]) / dxs);

@@ -532,6 +532,24 @@ static void test_empty_values(void) {
     cli_rmtree(d);
 }
 
+/* --precision: anything but fp32 / bf16 is one line, exit 2, nothing written, in every tool */
+static void test_precision_values(void) {
+    const char *vals[] = {"fp16", "BF16", "''", "nan", "bf16x"};
+    char d[512], a[4096];
+    cli_mkdtemp(d, sizeof d);
+    for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
+        const char *want = strcmp(vals[i], "''") ? "is not fp32 or bf16" : "--precision: empty value";
+        snprintf(a, sizeof a, "-n 1 --steps 1 -q -o %s/x.png --precision %s", d, vals[i]);
+        if (cli_tool_available("ddpm-sample")) expect_refused("ddpm-sample", d, a, want);
+        snprintf(a, sizeof a, "-m " UNET_A " -i %s/in.safetensors -o %s/o.safetensors --precision %s", d, d, vals[i]);
+        if (cli_tool_available("ddpm-forward")) expect_refused("ddpm-forward", d, a, want);
+        snprintf(a, sizeof a, "-c configs/small28.json --repeat 1 --save-weights %s/w.safetensors --precision %s", d, vals[i]);
+        if (cli_tool_available("ddpm-bench")) expect_refused("ddpm-bench", d, a, want);
+    }
+    CHECK(cli_count_entries(d) == 0, "files written");
+    cli_rmtree(d);
+}
+
 /* A missing argument: one line and "see --help", not the whole usage (6 and 28 lines). */
 static void test_missing_args_one_line(void) {
     struct {
@@ -594,6 +612,7 @@ GD_TEST_TABLE(gd_tests_robust_cli) = {
     {"robust_cli_error_exits_status_2", test_error_exits_status_2},
     {"robust_cli_empty_values", test_empty_values},
     {"robust_cli_missing_args_one_line", test_missing_args_one_line},
+    {"robust_cli_precision_values", test_precision_values},
     {"robust_cli_eval_ref_count_strict", test_eval_ref_count_strict},
     {NULL, NULL},
 };

@@ -116,6 +116,10 @@ static void test_zero_intervals(void) {
         {1, "checkpoint_every", "0", 0, "\"checkpoint_every\""},
         {0, "log_every", "-5", 0, "\"log_every\""},
         {0, "checkpoint_every", "-1", 0, "\"checkpoint_every\""},
+        {0, "snapshot_every", "-1", 0, "\"snapshot_every\""},
+        {0, "snapshot_every", "2.5", 0, "\"snapshot_every\""},
+        {0, "snapshot_every", "\"10\"", 0, "\"snapshot_every\""},
+        {0, "snapshot_every", "1e30", 0, "\"snapshot_every\""},
     };
     run_bad_cases(cases, (int)(sizeof cases / sizeof *cases));
 }

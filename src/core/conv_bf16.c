@@ -142,13 +142,12 @@ static void add_bias(const conv_geom *g, const float *b, float *out) {
 }
 
 static void gemm_fwd(const conv_geom *g, const float *x, const uint16_t *Ap, const float *b, float *y, float *work, int team) {
-    float *rest = work;
     const int64_t CHW = g->C * g->H * g->W, Kp = (g->CKK + 1) & ~(int64_t)1;
     if (gemm_sample_parallel(g, team)) {
         const size_t sl = col_floats(g) + halves(gd_bf16_work_size(g->OHW, g->CKK));
 #pragma omp parallel num_threads(team)
         {
-            float *col = rest + (size_t)gd_thread_id() * sl;
+            float *col = work + (size_t)gd_thread_id() * sl;
             uint16_t *bw = (uint16_t *)(col + col_floats(g));
 #pragma omp for schedule(dynamic)
             for (int64_t n = 0; n < g->N; n++) {
@@ -164,8 +163,8 @@ static void gemm_fwd(const conv_geom *g, const float *x, const uint16_t *Ap, con
         }
         return;
     }
-    float *col = rest;
-    uint16_t *bws = (uint16_t *)(rest + col_floats(g));
+    float *col = work;
+    uint16_t *bws = (uint16_t *)(work + col_floats(g));
     const size_t bsl = halves(gd_bf16_work_size(TILE_N, g->CKK)) * 2;
     const int64_t tm = (g->O + TILE_M - 1) / TILE_M, tn = (g->OHW + TILE_N - 1) / TILE_N;
 #pragma omp parallel num_threads(team)
@@ -243,7 +242,9 @@ static size_t dx_cache(const conv_geom *g) {
     return halves(gd_bf16_packed_size(g->CKK, g->O));
 }
 
-int gd_conv_bf16(const gd_tensor *t) { return (t->flags & GD_FLAG_PLANNED_BF16) != 0; }
+/* Not for trained weights: the packing would go stale after each optimizer step (the plan skips
+ * weights flagged for gradients; this also catches one converted from f16 whose source is). */
+int gd_conv_bf16(const gd_tensor *t) { return (t->flags & GD_FLAG_PLANNED_BF16) && !t->src[1]->grad; }
 
 /* Scratch of the forward (and the input gradient); packing the weights borrows the same scratch. */
 size_t gd_conv_bf16_work(const conv_geom *g, int team, int backward) {

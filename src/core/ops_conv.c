@@ -108,7 +108,7 @@ size_t gd_work_conv2d(gd_tensor *t, int backward) {
     if (gd_conv_winograd(&g)) w = gd_winograd_work_team(g.N, g.C, g.O, g.H, g.W, team);
     else if (fwd_sample_parallel(&g, team) && (size_t)team * fwd_slice(&g) > w) w = (size_t)team * fwd_slice(&g);
     if (!backward) t->flags &= ~GD_FLAG_PLANNED_BF16; /* the plan asks without, then (maybe) with a backward */
-    if (gd_get_precision() == GD_PRECISION_BF16) {
+    if (gd_get_precision() == GD_PRECISION_BF16 && !(t->src[1]->flags & GD_FLAG_NEEDS_GRAD)) {
         if (gd_conv_bf16_plan(t, &g, backward)) {
             t->flags &= ~GD_FLAG_PLANNED_BF16; /* no memory for the packed weights: fp32 */
         } else {
