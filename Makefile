@@ -18,7 +18,7 @@ LIB_OBJ   = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 CLI_SRC   = $(filter-out src/cli/ddpm-%.c,$(wildcard src/cli/*.c))
 CLI_OBJ   = $(CLI_SRC:src/%.c=$(BUILD)/obj/%.o)
 HEADERS   = $(wildcard include/*.h src/*/*.h)
-TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval ddpm-convert
+TOOLS     = ddpm-forward ddpm-bench ddpm-sample ddpm-npz ddpm-train ddpm-eval ddpm-convert ddpm-quantize
 TEST_SRC  = $(wildcard tests/test_*.c) tests/cli_util.c
 
 .PHONY: all ref test check-fixtures bench fuzz asan clean
@@ -57,6 +57,7 @@ check-fixtures:
 	$(PYTHON) tests/reference/gen_pt_fixtures.py --check
 	$(PYTHON) tests/reference/gen_inception_fixtures.py --check
 	$(PYTHON) tests/reference/gen_npz_stream_fixtures.py --check
+	$(PYTHON) tests/reference/gen_quant_fixtures.py --check
 	d=$$(mktemp -d) && $(PYTHON) tests/reference/gen_rng_fixtures.py --out $$d/rng.safetensors >/dev/null && \
 	    cmp $$d/rng.safetensors tests/fixtures/rng.safetensors && echo "OK   rng.safetensors identical"; rm -rf $$d
 

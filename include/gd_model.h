@@ -128,6 +128,20 @@ int gd_model_check_all_used(gd_model *m);
 int gd_model_make_trainable(gd_model *m);
 /* Writes every tensor the model holds (in the order first used) with the config embedded. */
 int gd_model_save(const gd_model *m, const char *path, char *err, size_t errlen);
+/* W8A8 (ddpm-quantize; the file layout is in src/nn/quant_file.h). A loaded file's I8 conv weights
+ * come with their scales; their convs then run int8 (gd_quant, gd_tensor.h). set_quant makes
+ * conv2d weight `name` int8 (qw [O][C*KH*KW], one scale per output channel) with its input
+ * quantized as (a_scale, a_zero), copying both; the weight's fp32 value becomes q * scale. Set
+ * before building graphs from m. quant_count: how many weights are int8. quant_meta: the file's
+ * "quantization" record (JSON), NULL when none; set_quant_meta replaces it (written by
+ * gd_model_save when some weight is int8). weight_f32: a weight's fp32 values (f16/bf16 widened
+ * in place: call before building graphs), NULL when absent. */
+int gd_model_set_quant(gd_model *m, const char *name, const int8_t *qw, const float *w_scale, float a_scale, int a_zero, char *err,
+                       size_t errlen);
+int gd_model_quant_count(const gd_model *m);
+const char *gd_model_quant_meta(const gd_model *m);
+int gd_model_set_quant_meta(gd_model *m, const char *json);
+const float *gd_model_weight_f32(gd_model *m, const char *name, int *ndim, int64_t *ne);
 /* Number of parameters handed out so far (the network's size after a build). */
 int64_t gd_model_param_count(const gd_model *m);
 int gd_model_tensor_count(const gd_model *m);
@@ -162,6 +176,8 @@ const gd_tensor *gd_net_features(const gd_net *n);
 /* Runs forward and backward; grad [N,C,H,W] receives d/dx log p(y|x) per sample. */
 int gd_net_input_grad(gd_net *n, float *grad, char *err, size_t errlen);
 const gd_graph *gd_net_graph(const gd_net *n);
+/* gd_graph_set_observer on the network's graph (calibration reads activations through it) */
+void gd_net_set_observer(gd_net *n, gd_observer fn, void *user);
 
 /* Training: a network whose backward gives every weight's gradient (the model must be trainable).
  * Forward with gd_net_forward, then gd_net_backward with d(loss)/d(output). */

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 typedef enum {
-    GD_ST_F32, GD_ST_F16, GD_ST_BF16, GD_ST_F64, GD_ST_I64, GD_ST_I32, GD_ST_U8,
+    GD_ST_F32, GD_ST_F16, GD_ST_BF16, GD_ST_F64, GD_ST_I64, GD_ST_I32, GD_ST_U8, GD_ST_I8,
 } gd_st_dtype;
 
 typedef struct {

@@ -59,6 +59,18 @@ enum {
  *     data + (i0 nb[0] + i1 nb[1] + i2 nb[2] + i3 nb[3]) * gd_dtype_size(dtype). A new tensor is
  *     row-major contiguous: nb[ndim-1] = 1, nb[d] = nb[d+1] * ne[d+1] (torch's x.stride()).
  * Only the first ndim entries of each are meaningful. */
+/* W8A8 (ddpm-quantize, PTQ4DM-style post-training quantization) of one conv2d weight leaf: the
+ * conv that reads it runs on int8 GEMMs with int32 accumulation. The leaf's data stays the fp32
+ * value of the int8 weights (q * w_scale), so gradients through the layer (classifier guidance)
+ * and any fp32 fallback see the same function's weights. The conv's input is quantized per tensor
+ * as x ~ (q - a_zero) * a_scale, q in 0..255; the weights symmetric per output channel. */
+typedef struct {
+    const int8_t *w;       /* [O][C*KH*KW], PyTorch order, in [-127, 127] */
+    const float *w_scale;  /* [O] */
+    float a_scale;
+    int a_zero;
+} gd_quant;
+
 typedef struct gd_tensor gd_tensor;
 struct gd_tensor {
     gd_dtype dtype;
@@ -77,6 +89,7 @@ struct gd_tensor {
     void *cache;              /* op-private, freed with the context (bf16 convs: their weights packed at */
     const void *cache_of;     /* the first compute, and the weight data they were packed from) */
     size_t cache_floats;      /* what cache holds room for */
+    const gd_quant *quant;    /* a W8A8 weight leaf (see gd_quant), else NULL */
     char name[96];
 };
 
@@ -161,6 +174,11 @@ int gd_graph_compute(gd_graph *g, char *err, size_t errlen);
  * those of the leaves flagged GD_FLAG_NEEDS_GRAD (inputs or weights) and of what lies between. */
 int gd_graph_backward(gd_graph *g, gd_tensor *out, const float *dout, char *err, size_t errlen);
 void gd_graph_free(gd_graph *g);
+/* Called after each node's forward, while its sources still hold their values (the arena reuses
+ * dead buffers, so this is the one moment to read a node's inputs): how calibration sees the
+ * activations, as ggml's eval callback. NULL removes it. */
+typedef void (*gd_observer)(const gd_tensor *node, void *user);
+void gd_graph_set_observer(gd_graph *g, gd_observer fn, void *user);
 size_t gd_graph_arena_bytes(const gd_graph *g);
 double gd_graph_flops(const gd_graph *g);   /* forward multiply-adds x 2 */
 int gd_graph_n_nodes(const gd_graph *g);
@@ -176,6 +194,8 @@ typedef enum { GD_PRECISION_F32 = 0, GD_PRECISION_BF16 = 1 } gd_precision;
 int gd_set_precision(gd_precision p);
 gd_precision gd_get_precision(void);
 const char *gd_precision_kernels(void);
+/* What runs a W8A8 convolution (gd_quant): "AVX512-VNNI ..." or the scalar path. */
+const char *gd_s8_kernels(void);
 const char *gd_build_info(void);
 double gd_time_now(void); /* monotonic seconds, for progress and timings */
 

@@ -2,6 +2,7 @@
 #include "gd_cli.h"
 #include "gd_inception.h"
 #include "gd_model.h"
+#include "gd_quant.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -28,7 +29,7 @@ static const gd_cli_flag FLAGS[] = {
     {NULL, "--batch", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = INT_MAX, .help = "batch size (default 1)"},
     {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 0, .hi = 4096,
      .help = "worker threads (default 0: the OpenMP / OpenBLAS default)"},
-    {NULL, "--precision", "fp32|bf16", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default) or bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32)"},
+    {NULL, "--precision", "fp32|bf16|w8a8", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default), bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32) or w8a8 (the random weights\nquantized as ddpm-quantize does, without calibration: int8 GEMMs)"},
     {NULL, "--repeat", "R", GD_CLI_INT, OPT(repeat), .lo = 1, .hi = 1000, .help = "timed runs after one warm-up (default 3)"},
     {NULL, "--save-weights", "PATH", GD_CLI_STR, OPT(save), .help = "also write the random weights, config embedded"},
     {0},
@@ -98,7 +99,8 @@ int main(int argc, char **argv) {
     gd_cli_check_files();
     const int batch = o.batch, threads = o.threads, repeat = o.repeat;
     if (threads > 0) gd_set_threads(threads);
-    gd_cli_precision(o.precision);
+    const int w8a8 = o.precision && !strcmp(o.precision, "w8a8");
+    gd_cli_precision(w8a8 ? NULL : o.precision);
     char err[512];
     gd_config cfg;
     if (gd_config_load(cfg_path, &cfg, err, sizeof err)) gd_cli_die("%s", err);
@@ -110,6 +112,17 @@ int main(int argc, char **argv) {
         gd_cli_die("--mode %s does not match the config's model", mode);
     }
     gd_model *m = gd_model_random(&cfg, 1234);
+    int qlayers = 0;
+    if (m && w8a8) { /* the weights exist after a first build; the int8 ones replace them before the timed one */
+        gd_net *n1 = gd_net_new(m, 1, 0, err, sizeof err);
+        int rc = n1 ? 0 : -1;
+        gd_net_free(n1);
+        if (rc || gd_quantize_quick(m, &qlayers, err, sizeof err)) {
+            gd_model_free(m);
+            gd_config_free(&cfg);
+            gd_cli_die("%s", err);
+        }
+    }
     gd_net *net = m ? gd_net_new(m, batch, cls, err, sizeof err) : NULL;
     if (!net) {
         if (!m) snprintf(err, sizeof err, "%s: out of memory for the random weights", cfg_path);
@@ -147,7 +160,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
     printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"precision\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
            "\"params\": %lld, \"arena_mib\": %.1f}\n",
-           batch, gd_get_threads(), cls ? "classifier" : "unet", gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
+           batch, gd_get_threads(), cls ? "classifier" : "unet", w8a8 ? "w8a8" : gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
            (long long)gd_model_param_count(m), gd_graph_arena_bytes(gd_net_graph(net)) / 1048576.0);
     free(runs);
     free(grad);

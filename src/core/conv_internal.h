@@ -28,6 +28,13 @@ void gd_conv_bf16_fwd(gd_tensor *t, const conv_geom *g, const float *x, const fl
 /* dx += the input gradient in bf16 (an op planned with its backward); -1 when it was not */
 int gd_conv_bf16_dx(gd_tensor *t, const conv_geom *g, const float *w, const float *dy, float *dx, float *work, int team);
 
+/* The int8 forward of a W8A8 weight leaf (conv_s8.c): whether the op was planned for it, its
+ * scratch, the packed weights in the leaf's cache (allocated by the plan: 0, or -1), the forward. */
+int gd_conv_s8(const gd_tensor *t);
+size_t gd_conv_s8_work(const conv_geom *g, int team);
+int gd_conv_s8_plan(gd_tensor *t, const conv_geom *g);
+void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *b, float *y, float *work, int team);
+
 /* The backward's scratch (ops_conv_grad.c) for a team of `team` threads. */
 size_t gd_conv_grad_work(const conv_geom *g, int team);
 

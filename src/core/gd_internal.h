@@ -69,6 +69,8 @@ void gd_sgemm_tiled(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, c
 size_t gd_work_conv2d(gd_tensor *t, int backward);
 /* set on a conv2d node by gd_work_conv2d (the plan) when its forward runs in bf16 */
 #define GD_FLAG_PLANNED_BF16 (1 << 12)
+/* set on a conv2d node by the plan when its weight leaf is W8A8 (gd_quant) and its forward runs int8 */
+#define GD_FLAG_PLANNED_S8 (1 << 13)
 size_t gd_work_attention(gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);

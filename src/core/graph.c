@@ -55,6 +55,8 @@ struct gd_graph {
     float *work, *own_work; /* the ops' scratch; own_work when it is not in the shared arena */
     size_t work_floats;
     int planned, with_backward;
+    gd_observer observer;
+    void *observer_user;
 };
 
 static int index_of(const gd_graph *g, const gd_tensor *t) { return (int)(t - g->ctx->tensors); }
@@ -425,6 +427,11 @@ static void run_node(gd_graph *g, gd_tensor *t, int bwd) {
     if (prof_on) prof[bwd][t->op] += gd_time_now() - t0;
 }
 
+void gd_graph_set_observer(gd_graph *g, gd_observer fn, void *user) {
+    g->observer = fn;
+    g->observer_user = user;
+}
+
 int gd_graph_compute(gd_graph *g, char *err, size_t errlen) {
     if (!g->planned) {
         gd_errf(err, errlen, "graph computed before it was planned");
@@ -433,7 +440,9 @@ int gd_graph_compute(gd_graph *g, char *err, size_t errlen) {
     if (ensure_bound(g, err, errlen)) return -1;
     for (int k = 0; k < g->n; k++) {
         gd_tensor *t = g->nodes[k];
-        if (t->op != GD_OP_NONE) run_node(g, t, 0);
+        if (t->op == GD_OP_NONE) continue;
+        run_node(g, t, 0);
+        if (g->observer) g->observer(t, g->observer_user);
     }
     if (prof_on > 0) prof_report(0);
     return 0;

@@ -108,6 +108,13 @@ size_t gd_work_conv2d(gd_tensor *t, int backward) {
     if (gd_conv_winograd(&g)) w = gd_winograd_work_team(g.N, g.C, g.O, g.H, g.W, team);
     else if (fwd_sample_parallel(&g, team) && (size_t)team * fwd_slice(&g) > w) w = (size_t)team * fwd_slice(&g);
     if (!backward) t->flags &= ~GD_FLAG_PLANNED_BF16; /* the plan asks without, then (maybe) with a backward */
+    /* a W8A8 weight runs int8 (without memory for its packing, fp32 on its dequantized values) */
+    t->flags &= ~GD_FLAG_PLANNED_S8;
+    if (t->src[1]->quant && !(t->src[1]->flags & GD_FLAG_NEEDS_GRAD) && !gd_conv_s8_plan(t, &g)) {
+        t->flags |= GD_FLAG_PLANNED_S8;
+        size_t ws = gd_conv_s8_work(&g, team);
+        if (ws > w) w = ws;
+    }
     if (gd_get_precision() == GD_PRECISION_BF16 && !(t->src[1]->flags & GD_FLAG_NEEDS_GRAD)) {
         if (gd_conv_bf16_plan(t, &g, backward)) {
             t->flags &= ~GD_FLAG_PLANNED_BF16; /* no memory for the packed weights: fp32 */
@@ -184,16 +191,22 @@ static void im2col(const conv_geom *g, const float *x, float *col) {
 static int flat_ok(const conv_geom *g) { return g->S == 1 && g->OH == g->H && g->OW == g->W && g->KH * g->KW <= 49; }
 
 static void flat_masks(const conv_geom *g, int64_t nch, __mmask16 *m) {
+    /* walks the output positions with row/column counters: a division per lane cost more than the
+     * copy itself for one channel (measured: 45% of an int8 forward, which takes im2col per channel) */
     for (int64_t ky = 0; ky < g->KH; ky++)
-        for (int64_t kx = 0; kx < g->KW; kx++)
+        for (int64_t kx = 0; kx < g->KW; kx++) {
+            __mmask16 *mk = m + (ky * g->KW + kx) * nch;
+            int64_t oy = 0, ox = 0;
             for (int64_t q = 0; q < nch; q++) {
                 unsigned bits = 0;
                 for (int l = 0; l < 16; l++) {
-                    int64_t j = q * 16 + l, oy = j / g->OW, ox = j % g->OW, iy = oy + ky - g->PH, ix = ox + kx - g->PW;
-                    if (j < g->OHW && iy >= 0 && iy < g->H && ix >= 0 && ix < g->W) bits |= 1u << l;
+                    int64_t iy = oy + ky - g->PH, ix = ox + kx - g->PW;
+                    if (q * 16 + l < g->OHW && iy >= 0 && iy < g->H && ix >= 0 && ix < g->W) bits |= 1u << l;
+                    if (++ox == g->OW) ox = 0, oy++;
                 }
-                m[(ky * g->KW + kx) * nch + q] = (__mmask16)bits;
+                mk[q] = (__mmask16)bits;
             }
+        }
 }
 #endif
 
@@ -307,6 +320,10 @@ void gd_fwd_conv2d(gd_tensor *t, float *work) {
     const float *b = t->src[2] ? F32(t->src[2]) : NULL;
     float *y = F32(t);
     int team = gd_conv_team(t);
+    if (gd_conv_s8(t)) {
+        gd_conv_s8_fwd(t, &g, x, b, y, work, team);
+        return;
+    }
     if (gd_conv_bf16(t)) {
         gd_conv_bf16_fwd(t, &g, x, w, b, y, work, team);
         return;

@@ -56,6 +56,12 @@ static void describe_summary(const gd_pipeline *p, FILE *f, const char *pre) {
                 uc->small_size, uc->image_size, uc->image_size, p->up_resp, p->up_diff->K);
     if (p->bf16_refused) fprintf(f, "%s: warning: --precision bf16 needs AVX512-BF16, which this CPU lacks: running fp32\n", pre);
     else if (p->bf16) fprintf(f, "%s: precision bf16 (convolution and attention products; the rest fp32)\n", pre);
+    if (p->model && gd_model_quant_count(p->model))
+        fprintf(f, "%s: model W8A8: %d convolutions on int8 GEMMs (%s)\n", pre, gd_model_quant_count(p->model),
+                gd_s8_kernels());
+    for (int i = 0; p->use_classifier && i < p->job.n_classifiers; i++)
+        if (p->cls[i] && gd_model_quant_count(p->cls[i]))
+            fprintf(f, "%s: classifier %d W8A8: %d convolutions on int8 GEMMs\n", pre, i + 1, gd_model_quant_count(p->cls[i]));
     if (!mc)
         fprintf(f, "%s: seed %llu, %d samples from the images of %s\n", pre, (unsigned long long)p->job.seed, p->N, p->job.base_npz);
 }
@@ -112,6 +118,9 @@ char *gd_pipeline_metadata(const gd_pipeline *p) {
             cJSON_AddItemToArray(ca, cJSON_CreateString(j->classifiers[i].path));
         cJSON_AddStringToObject(js, "sampler", p->ode ? p->sampler_name : p->ddim ? "ddim" : "ddpm");
         if (p->bf16) cJSON_AddStringToObject(js, "precision", "bf16");
+        int q = p->model ? gd_model_quant_count(p->model) : 0;
+        for (int i = 0; p->use_classifier && i < j->n_classifiers; i++) q += p->cls[i] ? gd_model_quant_count(p->cls[i]) : 0;
+        if (q) cJSON_AddStringToObject(js, "weights", "w8a8");
         if (p->ode) { /* the solver's settings instead of a respacing */
             cJSON_AddNumberToObject(js, "nfe", p->ode_steps);
             cJSON_AddNumberToObject(js, "steps", p->ode_outer);

@@ -4,6 +4,7 @@
 #include "nn/adm.h"
 #include "gd_safetensors.h"
 #include "nn/config_src.h"
+#include "nn/quant_file.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@ typedef struct {
     int64_t ne[GD_MAX_DIMS];
     void *data;
     bool owned, used;
+    gd_quant *q;      /* W8A8 conv weight: its int8 values and scales (owned), data their fp32 value */
 } param;
 
 struct gd_model {
@@ -29,8 +31,11 @@ struct gd_model {
     bool shapes_only; /* headers without data: counting and config checks */
     bool trainable;   /* every weight an owned f32 buffer */
     char *notes;      /* where the config came from (gd_model_config_notes) */
+    char *quant_meta; /* the "quantization" metadata record (JSON) of a W8A8 model */
     char err[512];
 };
+
+static param *find(gd_model *m, const char *name);
 
 static gd_model *model_new(void) { return calloc(1, sizeof(gd_model)); }
 
@@ -53,6 +58,101 @@ static int add_param(gd_model *m, const char *name, gd_dtype dt, int ndim, const
     return q->name ? 0 : -1;
 }
 
+static void quant_free(gd_quant *q) {
+    if (!q) return;
+    free((void *)q->w);
+    free((void *)q->w_scale);
+    free(q);
+}
+
+/* an I8 conv weight with its scales (nn/quant_file.c): its fp32 value becomes the param's data */
+static int load_quantized(gd_model *m, const char *path, const gd_st_tensor *t, const char *name, char *err, size_t errlen) {
+    gd_quant *q = nn_quant_read(m->st, path, t, err, errlen);
+    if (!q) return -1;
+    int64_t n = t->numel, O = t->shape[0];
+    float *d = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!d || add_param(m, name, GD_F32, t->ndim, t->shape, d, true)) {
+        free(d);
+        quant_free(q);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int64_t i = 0; i < n; i++) d[i] = (float)q->w[i] * q->w_scale[i / (n / O)];
+    m->p[m->n - 1].q = q;
+    return 0;
+}
+
+int gd_model_set_quant(gd_model *m, const char *name, const int8_t *qw, const float *w_scale, float a_scale, int a_zero, char *err,
+                       size_t errlen) {
+    param *p = find(m, name);
+    if (!p || p->ndim != 4 || !p->data) {
+        snprintf(err, errlen, "'%s' is not a conv2d weight of this model", name);
+        return -1;
+    }
+    int64_t n = 1, O = p->ne[0];
+    for (int k = 0; k < 4; k++) n *= p->ne[k];
+    if (!(a_scale > 0.0f) || !isfinite(a_scale) || a_zero < 0 || a_zero > 255) {
+        snprintf(err, errlen, "'%s': activation scale %g and zero point %d out of range", name, (double)a_scale, a_zero);
+        return -1;
+    }
+    for (int64_t o = 0; o < O; o++)
+        if (!(w_scale[o] > 0.0f) || !isfinite(w_scale[o])) {
+            snprintf(err, errlen, "'%s': weight scale %lld is %g", name, (long long)o, (double)w_scale[o]);
+            return -1;
+        }
+    gd_quant *q = calloc(1, sizeof *q);
+    int8_t *w8 = malloc((size_t)n);
+    float *ws = malloc(sizeof(float) * (size_t)O), *d = malloc(sizeof(float) * (size_t)n);
+    if (!q || !w8 || !ws || !d) {
+        free(q), free(w8), free(ws), free(d);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(w8, qw, (size_t)n);
+    memcpy(ws, w_scale, sizeof(float) * (size_t)O);
+    for (int64_t i = 0; i < n; i++) d[i] = (float)w8[i] * ws[i / (n / O)];
+    q->w = w8, q->w_scale = ws, q->a_scale = a_scale, q->a_zero = a_zero;
+    if (p->owned) free(p->data);
+    p->data = d, p->owned = true, p->dtype = GD_F32;
+    quant_free(p->q);
+    p->q = q;
+    return 0;
+}
+
+int gd_model_quant_count(const gd_model *m) {
+    int c = 0;
+    for (int i = 0; i < m->n; i++) c += m->p[i].q != NULL;
+    return c;
+}
+
+const char *gd_model_quant_meta(const gd_model *m) { return m->quant_meta; }
+
+int gd_model_set_quant_meta(gd_model *m, const char *json) {
+    char *c = strdup(json);
+    if (!c) return -1;
+    free(m->quant_meta);
+    m->quant_meta = c;
+    return 0;
+}
+
+const float *gd_model_weight_f32(gd_model *m, const char *name, int *ndim, int64_t *ne) {
+    param *p = find(m, name);
+    if (!p || !p->data) return NULL;
+    if (p->dtype != GD_F32) { /* widened once, in place */
+        int64_t n = 1;
+        for (int k = 0; k < p->ndim; k++) n *= p->ne[k];
+        float *d = malloc(sizeof(float) * (size_t)(n ? n : 1));
+        if (!d) return NULL;
+        const uint16_t *h = p->data;
+        for (int64_t j = 0; j < n; j++) d[j] = p->dtype == GD_F16 ? gd_f16_to_f32(h[j]) : gd_bf16_to_f32(h[j]);
+        if (p->owned) free(p->data);
+        p->data = d, p->owned = true, p->dtype = GD_F32;
+    }
+    *ndim = p->ndim;
+    for (int k = 0; k < p->ndim; k++) ne[k] = p->ne[k];
+    return p->data;
+}
+
 gd_model *gd_model_load(const char *path, const char *config_path, char *err, size_t errlen) {
     gd_load_opts o = {.config_path = config_path};
     return gd_model_load_opts(path, &o, err, errlen);
@@ -73,11 +173,20 @@ gd_model *gd_model_load_opts(const char *path, const gd_load_opts *o, char *err,
         const gd_st_tensor *t = gd_st_get(m->st, i);
         const char *name = is_pt && !strncmp(t->name, "module.", 7) ? t->name + 7 : t->name;
         gd_dtype dt;
+        int qk = nn_quant_companion(name);
+        if (qk) { /* read with its int8 weight */
+            if (nn_quant_orphan(m->st, t->name, qk, err, errlen)) goto fail;
+            continue;
+        }
+        if (t->dtype == GD_ST_I8) {
+            if (load_quantized(m, path, t, name, err, errlen)) goto fail;
+            continue;
+        }
         if (t->dtype == GD_ST_F32) dt = GD_F32;
         else if (t->dtype == GD_ST_F16) dt = GD_F16;
         else if (t->dtype == GD_ST_BF16) dt = GD_BF16;
         else {
-            snprintf(err, errlen, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16", path, t->name,
+            snprintf(err, errlen, "%s: tensor '%s' has dtype %s; weights must be F32, F16 or BF16 (or I8, quantized)", path, t->name,
                      gd_st_dtype_name(t->dtype));
             goto fail;
         }
@@ -105,6 +214,11 @@ gd_model *gd_model_load_opts(const char *path, const gd_load_opts *o, char *err,
             goto fail;
         }
     }
+    const char *qm = gd_st_metadata(m->st, "quantization");
+    if (qm && !(m->quant_meta = strdup(qm))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     return m;
 fail:
     gd_model_free(m);
@@ -131,11 +245,13 @@ void gd_model_free(gd_model *m) {
     for (int i = 0; i < m->n; i++) {
         free(m->p[i].name);
         if (m->p[i].owned) free(m->p[i].data);
+        quant_free(m->p[i].q);
     }
     free(m->p);
     gd_st_close(m->st);
     gd_config_free(&m->cfg);
     free(m->notes);
+    free(m->quant_meta);
     free(m);
 }
 
@@ -228,6 +344,7 @@ gd_tensor *gd_model_param(gd_ctx *ctx, gd_model *m, int ndim, const int64_t *ne,
         return NULL;
     }
     t->data = p->data;
+    t->quant = p->q;
     t->flags = GD_FLAG_PARAM | (m->trainable ? GD_FLAG_NEEDS_GRAD : 0);
     gd_set_name(t, "%s", name);
     return t;
@@ -246,6 +363,8 @@ int gd_model_check_all_used(gd_model *m) {
 int gd_model_make_trainable(gd_model *m) {
     for (int i = 0; i < m->n; i++) {
         param *p = &m->p[i];
+        quant_free(p->q); /* training starts from the dequantized values */
+        p->q = NULL;
         if (p->dtype == GD_F32 && p->owned) continue;
         int64_t n = 1;
         for (int k = 0; k < p->ndim; k++) n *= p->ne[k];
@@ -273,12 +392,17 @@ int gd_model_save(const gd_model *m, const char *path, char *err, size_t errlen)
         return -1;
     }
     int rc = m->cfg.json ? gd_st_writer_meta(w, "config", m->cfg.json) : 0;
+    if (!rc && m->quant_meta && gd_model_quant_count(m)) rc = gd_st_writer_meta(w, "quantization", m->quant_meta);
     for (int i = 0; i < m->n && !rc; i++) {
         const param *p = &m->p[i];
         if (!p->data) {
             snprintf(err, errlen, "tensor '%s' has no data (a shapes-only model)", p->name);
             gd_st_writer_free(w);
             return -1;
+        }
+        if (p->q) {
+            rc = nn_quant_write(w, p->name, p->ndim, p->ne, p->q);
+            continue;
         }
         gd_st_dtype dt = p->dtype == GD_F16 ? GD_ST_F16 : p->dtype == GD_BF16 ? GD_ST_BF16 : GD_ST_F32;
         rc = gd_st_writer_add(w, p->name, dt, p->ndim, p->ne, p->data);

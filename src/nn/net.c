@@ -118,6 +118,7 @@ float *gd_net_low_res(gd_net *n) { return n->low_res ? n->low_res->data : NULL; 
 const gd_tensor *gd_net_output(const gd_net *n) { return n->out; }
 const gd_tensor *gd_net_features(const gd_net *n) { return n->features; }
 const gd_graph *gd_net_graph(const gd_net *n) { return n->g; }
+void gd_net_set_observer(gd_net *n, gd_observer fn, void *user) { gd_graph_set_observer(n->g, fn, user); }
 
 int gd_net_forward(gd_net *n, char *err, size_t errlen) { return gd_graph_compute(n->g, err, errlen); }
 
