@@ -18,18 +18,28 @@ field() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p"; }
 # PRECISIONS="fp32 bf16" (default): the C build at each, PyTorch at fp32 and under its bf16 autocast;
 # each ratio is PyTorch's time over C's at the same precision.
 PRECISIONS=${PRECISIONS:-fp32 bf16}
+# W8A8=1 (default): also the C build with its convolutions int8 (ddpm-bench --precision w8a8), against
+# PyTorch fp32 (the target's reference; PyTorch has no int8 CPU path for these networks)
+W8A8=${W8A8:-1}
 printf '%-34s %5s' case batch
 for p in $PRECISIONS; do printf ' %9s %9s %7s' "C $p" "torch $p" ratio; done
+[ "$W8A8" = 1 ] && printf ' %9s %7s' "C w8a8" "vs t32"
 printf ' %9s\n' "C GFLOP/s"
 run() { # label config preset mode batch
-    printf '%-34s %5s' "$1" "$5"
+    printf '%-34s %5s' "$1" "$5"; t32=
     for p in $PRECISIONS; do
         c=$("$BIN" -c "configs/$2" --mode "$4" --batch "$5" -t "$T" --repeat "$R" --precision "$p")
         t=$("$PY" scripts/bench_torch.py --config "$3" --mode "$4" --batch "$5" --threads "$T" --repeat "$R" --precision "$p")
         cs=$(echo "$c" | field median_s); ps=$(echo "$t" | field median_s)
-        [ "$p" = fp32 ] && gf=$(echo "$c" | field gflops)
+        [ "$p" = fp32 ] && gf=$(echo "$c" | field gflops) && t32=$ps
         printf ' %9.3f %9.3f %6.2fx' "$cs" "$ps" "$(awk "BEGIN{print $ps / $cs}")"
     done
+    if [ "$W8A8" = 1 ]; then
+        c=$("$BIN" -c "configs/$2" --mode "$4" --batch "$5" -t "$T" --repeat "$R" --precision w8a8)
+        [ -n "${t32:-}" ] || t32=$("$PY" scripts/bench_torch.py --config "$3" --mode "$4" --batch "$5" --threads "$T" --repeat "$R" | field median_s)
+        cs=$(echo "$c" | field median_s)
+        printf ' %9.3f %6.2fx' "$cs" "$(awk "BEGIN{print $t32 / $cs}")"
+    fi
     printf ' %9.1f\n' "${gf:-0}"
 }
 run "ADM-64 U-Net forward" adm64.json adm64 unet 1

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static uint64_t lcg(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -152,6 +154,55 @@ static void test_exact(void) {
     gemm_case(5, 7, 0, 7, 7, 1.0f, 9, 10);             /* K = 0: C = bias */
 }
 
+/* n bytes ending where an inaccessible page begins, so a read or write past them faults */
+static void *guarded(size_t n, void **base, size_t *len) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), body = (n + pg - 1) / pg * pg;
+    *len = body + pg;
+    char *p = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    mprotect(p + body, pg, PROT_NONE);
+    *base = p;
+    return p + body - n;
+}
+
+/* partial panels (N 37: a panel of 32 and 5 columns; M 13; K 10) read no float past B's last row
+ * or the quantizer's input, and read or write none past C's last row: all three end at a guard page */
+static void test_bounds(void) {
+    const int64_t M = 13, N = 37, K = 10;
+    void *bb = NULL, *cb = NULL, *xb = NULL;
+    size_t bl = 0, cl = 0, xl = 0;
+    float *B = guarded(sizeof(float) * (size_t)(K * N), &bb, &bl), *C = guarded(sizeof(float) * (size_t)(M * N), &cb, &cl),
+          *x = guarded(sizeof(float) * (size_t)N, &xb, &xl);
+    CHECK(B && C && x, "mmap");
+    if (!B || !C || !x) {
+        if (bb) munmap(bb, bl);
+        if (cb) munmap(cb, cl);
+        if (xb) munmap(xb, xl);
+        return;
+    }
+    uint64_t s = 11;
+    int8_t A[13 * 10], Ap[2 * GD_S8_MR * 12];
+    int32_t rowsum[13];
+    float rs[13], C2[13 * 37];
+    for (int64_t i = 0; i < M * K; i++) A[i] = (int8_t)((int64_t)(lcg(&s) % 255) - 127);
+    for (int64_t i = 0; i < K * N; i++) B[i] = uniform(&s) * 3.0f;
+    for (int64_t i = 0; i < N; i++) x[i] = B[i];
+    for (int64_t m = 0; m < M; m++) rs[m] = 0.01f;
+    for (int64_t i = 0; i < M * N; i++) C[i] = C2[i] = uniform(&s);
+    CHECK(gd_s8_packed_size(M, K) <= sizeof Ap, "packed size %zu", gd_s8_packed_size(M, K));
+    gd_s8_pack_a(A, K, M, K, Ap, rowsum);
+    uint8_t w[4096], q[37];
+    CHECK(gd_s8_work_size(N, K) <= sizeof w, "work size %zu", gd_s8_work_size(N, K));
+    gd_gemm_s8(M, N, K, Ap, rowsum, B, N, 40.0f, 100, rs, NULL, 1, C, N, w);
+    gd_gemm_s8_scalar(M, N, K, Ap, rowsum, B, N, 40.0f, 100, rs, NULL, 1, C2, N, w);
+    CHECK(!memcmp(C, C2, sizeof C2), "native and scalar differ");
+    gd_s8_quantize_u8(x, N, 40.0f, 100, q);
+    int bad = 0;
+    for (int64_t i = 0; i < N; i++) bad += q[i] != quant_ref(x[i], 40.0f, 100);
+    CHECK(bad == 0, "%d quantized wrongly", bad);
+    munmap(bb, bl), munmap(cb, cl), munmap(xb, xl);
+}
+
 /* larger shapes: gd_gemm_s8 (the VNNI kernel here) and the scalar path give the same bits, and a
  * call split at a multiple of MR rows (as conv_s8.c tiles M) gives the whole call's */
 static void test_native(void) {
@@ -196,6 +247,7 @@ static void test_native(void) {
 GD_TEST_TABLE(gd_tests_gemm_s8) = {
     {"gemm_s8: u8 quantizer = the formula (ties to even, clamps, NaN, infinities, tails)", test_quantize},
     {"gemm_s8: C = the int64 GEMM of the quantized inputs + fmaf epilogue, exactly, both paths; row sums", test_exact},
+    {"gemm_s8: partial panels touch nothing past B, C or the quantizer's input (guard pages)", test_bounds},
     {"gemm_s8: AVX512-VNNI = scalar bit for bit on larger shapes; a split M gives the same bits", test_native},
     {NULL, NULL},
 };

@@ -312,9 +312,59 @@ static void test_calibrate_end_to_end(void) {
     gd_model_free(c);
 }
 
+/* ddpm-quantize: a run on tiny models, ddpm-sample on its output, and bad input (exit 2, one line, nothing written) */
+static void test_quantize_cli(void) {
+    if (!cli_tool_available("ddpm-quantize") || !cli_tool_available("ddpm-sample")) return;
+    char d[512], err[512], um[700], cm[700], args[4000];
+    cli_mkdtemp(d, sizeof d);
+    snprintf(um, sizeof um, "%s/u.safetensors", d);
+    snprintf(cm, sizeof cm, "%s/c.safetensors", d);
+    gd_model *u = tiny(TINY_UNET, 3), *c = tiny(TINY_CLS, 4);
+    CHECK(u && c && !gd_model_save(u, um, err, sizeof err) && !gd_model_save(c, cm, err, sizeof err), "tiny models: %s", err);
+    gd_model_free(u);
+    gd_model_free(c);
+    snprintf(args, sizeof args, "-m %s -c %s --calib-samples 16 --calib-steps 4 -b 8 -t 1", um, cm);
+    cli_result r = cli_run("ddpm-quantize", d, args);
+    CHECK(r.status == 0 && strstr(r.out, "convs int8"), "ddpm-quantize: status %d: %s%s", r.status, r.out, r.err);
+    cli_run_free(&r);
+    char uq[760], cq[760];
+    snprintf(uq, sizeof uq, "%s/u.w8a8.safetensors", d);
+    snprintf(cq, sizeof cq, "%s/c.w8a8.safetensors", d);
+    CHECK(cli_file_exists(uq) && cli_file_exists(cq), "the default output names");
+    snprintf(args, sizeof args, "-m %s --classifier %s --sampler ddim --steps 3 --guidance entropy -n 2 --seed 1 -q -o %s/s.png", uq, cq, d);
+    r = cli_run("ddpm-sample", d, args);
+    CHECK(r.status == 0, "ddpm-sample on the W8A8 files: %s", r.err);
+    cli_run_free(&r);
+    char json[800];
+    snprintf(json, sizeof json, "%s/s.png.json", d);
+    char *meta = cli_slurp(json);
+    CHECK(strstr(meta, "\"weights\":\"w8a8\""), "metadata says w8a8: %s", meta);
+    free(meta);
+    /* bad input: one line, status 2, no output left */
+    const char *bad[][2] = {{"--calib-t middle", "--calib-t"},
+                            {"--keep-float no.such.weight", "no.such.weight"},
+                            {"--classifier-output x.safetensors", "without --classifier"},
+                            {"--calib-samples 0", "--calib-samples"},
+                            {"--lp nan", "--lp"}};
+    for (int k = 0; k < 5; k++) {
+        snprintf(args, sizeof args, "-m %s -o %s/bad.safetensors --calib-samples 4 --calib-steps 2 -t 1 %s", um, d, bad[k][0]);
+        r = cli_run("ddpm-quantize", d, args);
+        snprintf(json, sizeof json, "%s/bad.safetensors", d);
+        CHECK(r.status == 2 && strstr(r.err, bad[k][1]) && cli_count_lines(r.err) == 1 && !cli_file_exists(json),
+              "%s: status %d, stderr %s", bad[k][0], r.status, r.err);
+        cli_run_free(&r);
+    }
+    snprintf(args, sizeof args, "-m %s/missing.safetensors", d);
+    r = cli_run("ddpm-quantize", d, args);
+    CHECK(r.status == 2 && cli_count_lines(r.err) == 1, "missing model: status %d %s", r.status, r.err);
+    cli_run_free(&r);
+    cli_rmtree(d);
+}
+
 GD_TEST_TABLE(gd_tests_quant) = {
     {"quant: scales, int8 weights and histogram equal the numpy port", test_formulas_match_numpy},
     {"quant: int8 conv equals the fake-quantized conv, any threads", test_conv_s8},
     {"quant: calibration end to end, file round trip, damaged files", test_calibrate_end_to_end},
+    {"quant: ddpm-quantize runs, ddpm-sample reads its files, bad input exits 2", test_quantize_cli},
     {NULL, NULL},
 };

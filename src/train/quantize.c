@@ -320,6 +320,18 @@ int gd_quantize_models(gd_model *unet, gd_model *cls, const gd_quant_opts *o, gd
     if (draw_set(unet, o, &cs, err, errlen)) goto out;
     if (observe_net(unet, 0, &cs, o, &cu, err, errlen)) goto out;
     if (cls && observe_net(cls, 1, &cs, o, &cc, err, errlen)) goto out;
+    for (const char *k = o->keep; k && *k;) { /* a name that is no conv of either network is a typo */
+        const char *e = strchr(k, ',');
+        size_t n = e ? (size_t)(e - k) : strlen(k);
+        int found = 0;
+        for (int i = 0; i < cu.n && !found; i++) found = strlen(cu.L[i].name) == n && !strncmp(cu.L[i].name, k, n);
+        for (int i = 0; i < cc.n && !found; i++) found = strlen(cc.L[i].name) == n && !strncmp(cc.L[i].name, k, n);
+        if (!found) {
+            gd_errf(err, errlen, "--keep-float: '%.*s' is not a convolution weight of the model%s", (int)n, k, cls ? " or the classifier" : "");
+            goto out;
+        }
+        k = e ? e + 1 : NULL;
+    }
     r->t_calib_s = gd_time_now() - t0;
     r->calib_inputs = cs.n;
     t0 = gd_time_now();
