@@ -24,7 +24,7 @@ static const struct {
     {"gd_dataset.h", "io"},        {"gd_pt.h", "io"},              {"gd_model.h", "nn"},
     {"gd_diffusion.h", "diffusion"}, {"gd_sample.h", "diffusion"}, {"gd_solver.h", "diffusion"}, {"gd_guidance.h", "diffusion"},
     {"gd_pipeline.h", "diffusion"}, {"gd_eval.h", "eval"},         {"gd_inception.h", "nn"},         {"gd_train.h", "train"},
-    {"gd_optim.h", "train"},       {"gd_cli.h", "cli"},
+    {"gd_optim.h", "train"},       {"gd_quant.h", "train"},       {"gd_cli.h", "cli"},
 };
 
 /* Where problems are listed; the checker's self-test silences it. */
