@@ -223,28 +223,39 @@ static void test_conv(void) {
     conv_bf16_case("3x3 same 33x31 (Winograd, odd edges), batch 1", 1, 6, 33, 31, 7, 3, 3, 1, 1, 1, 1);
 }
 
-/* attention in bf16 against fp32 on the same qkv (N 2, 2 heads of 16, T 40 and 7): the products
- * round their inputs, softmax stays fp32; rows of the weights still sum to one, so the outputs stay
- * within bf16's precision of fp32's; 1 and 2 threads give the same bits */
-static float *attn_run(const float *qkv, int N, int C, int T, gd_precision prec, int threads) {
+/* attention in bf16 against fp32 on the same qkv (N 2, 2 heads of 16, T 40 and 7), forward and
+ * the input gradient for a fixed upstream gradient: the products round their inputs, softmax and
+ * its VJP stay fp32; rows of the weights still sum to one, so both stay within bf16's precision of
+ * fp32's; 1 and 2 threads give the same bits */
+static float *attn_run(const float *qkv, const float *dy, int N, int C, int T, gd_precision prec, int threads, float **dx) {
     gd_set_threads(threads);
     gd_set_precision(prec);
     gd_ctx *ctx = gd_ctx_new(8);
     int64_t ne[3] = {N, 3 * C, T};
     gd_tensor *x = gd_new_tensor(ctx, GD_F32, 3, ne);
-    x->flags = GD_FLAG_INPUT;
+    x->flags = GD_FLAG_INPUT | GD_FLAG_NEEDS_GRAD;
     gd_tensor *y = gd_attention(ctx, x, 2, 1);
     gd_graph *g = gd_graph_build(ctx, &y, 1, NULL, 0);
-    gd_graph_plan(g, 0, NULL, 0);
+    gd_graph_plan(g, 1, NULL, 0);
     gd_set_precision(GD_PRECISION_F32);
     memcpy(x->data, qkv, sizeof(float) * (size_t)(N * 3 * C * T));
     gd_graph_compute(g, NULL, 0);
+    gd_graph_backward(g, y, dy, NULL, 0);
     float *out = malloc(sizeof(float) * (size_t)(N * C * T));
     memcpy(out, y->data, sizeof(float) * (size_t)(N * C * T));
+    *dx = malloc(sizeof(float) * (size_t)(N * 3 * C * T));
+    memcpy(*dx, x->grad, sizeof(float) * (size_t)(N * 3 * C * T));
     gd_graph_free(g);
     gd_ctx_free(ctx);
     gd_set_threads(2);
     return out;
+}
+
+static double rel_max(const float *a, const float *ref, int n) {
+    double worst = 0, scale = 0;
+    for (int i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - ref[i]) / scale);
+    return worst;
 }
 
 static void test_attention(void) {
@@ -252,17 +263,20 @@ static void test_attention(void) {
     const int N = 2, C = 32;
     for (int T = 7; T <= 40; T += 33) {
         uint64_t s = (uint64_t)T;
-        float *qkv = malloc(sizeof(float) * (size_t)(N * 3 * C * T));
+        float *qkv = malloc(sizeof(float) * (size_t)(N * 3 * C * T)), *dy = malloc(sizeof(float) * (size_t)(N * C * T));
         for (int i = 0; i < N * 3 * C * T; i++) qkv[i] = uniform(&s) * 2.0f;
-        float *a32 = attn_run(qkv, N, C, T, GD_PRECISION_F32, 2), *a1 = attn_run(qkv, N, C, T, GD_PRECISION_BF16, 1),
-              *a2 = attn_run(qkv, N, C, T, GD_PRECISION_BF16, 2);
-        double worst = 0, scale = 0;
-        for (int i = 0; i < N * C * T; i++) scale = fmax(scale, fabs(a32[i]));
-        for (int i = 0; i < N * C * T; i++) worst = fmax(worst, fabs((double)a2[i] - a32[i]) / scale);
+        for (int i = 0; i < N * C * T; i++) dy[i] = uniform(&s);
+        float *d32, *d1, *d2;
+        float *a32 = attn_run(qkv, dy, N, C, T, GD_PRECISION_F32, 2, &d32), *a1 = attn_run(qkv, dy, N, C, T, GD_PRECISION_BF16, 1, &d1),
+              *a2 = attn_run(qkv, dy, N, C, T, GD_PRECISION_BF16, 2, &d2);
+        double worst = rel_max(a2, a32, N * C * T), dworst = rel_max(d2, d32, N * 3 * C * T);
         CHECK(worst <= 2e-2 && worst > 1e-5, "T %d: bf16 vs fp32 attention %.3g of max|a| (expected bf16-sized, > 0)", T, worst);
+        CHECK(dworst <= 2e-2 && dworst > 1e-5, "T %d: bf16 vs fp32 attention gradient %.3g of max|dqkv| (expected bf16-sized, > 0)", T,
+              dworst);
         CHECK(!memcmp(a1, a2, sizeof(float) * (size_t)(N * C * T)), "T %d: 1 and 2 threads differ", T);
-        printf("    T %d: bf16 vs fp32 %.2e of max|a|\n", T, worst);
-        free(qkv), free(a32), free(a1), free(a2);
+        CHECK(!memcmp(d1, d2, sizeof(float) * (size_t)(N * 3 * C * T)), "T %d: 1 and 2 threads differ in the gradient", T);
+        printf("    T %d: bf16 vs fp32 %.2e of max|a|, gradient %.2e of max|dqkv|\n", T, worst, dworst);
+        free(qkv), free(dy), free(a32), free(a1), free(a2), free(d32), free(d1), free(d2);
     }
 }
 
@@ -347,7 +361,7 @@ static void test_networks(void) {
 GD_TEST_TABLE(gd_tests_bf16) = {
     {"bf16: fp32 -> bf16 rounds to nearest even (random floats, ties, overflow, NaN)", test_round},
     {"bf16: GEMM against a double GEMM of the rounded inputs; AVX512-BF16 = scalar bit for bit", test_gemm},
-    {"bf16: attention forward against fp32; thread-independent", test_attention},
+    {"bf16: attention forward and input gradient against fp32; thread-independent", test_attention},
     {"bf16: whole networks (tiny fixtures, the default Fashion models) within 3e-2 of fp32", test_networks},
     {"bf16: conv2d forward (im2col, direct, 1x7, Winograd): error bounds, thread- and batch-independent", test_conv},
     {NULL, NULL},

@@ -3,6 +3,7 @@
  * scratch, not N*H*T*T of saved state. */
 #include "core/gd_internal.h"
 #include "core/gemm_bf16.h"
+#include "core/vmath.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -41,7 +42,8 @@ gd_tensor *gd_attention(gd_ctx *ctx, gd_tensor *qkv, int heads, int new_order) {
 }
 
 /* --precision bf16: both products on the bf16 kernel (q^T and v packed per head, w transposed
- * for the second), softmax in fp32; the backward stays fp32. Per-thread scratch beyond w, w^T: */
+ * for the second), softmax in fp32; the backward likewise (head_bwd_bf16). Per-thread scratch
+ * beyond the two T x T matrices: */
 static size_t bf16_extra(int64_t T, int64_t d) {
     size_t wk = gd_bf16_work_size(T, d) > gd_bf16_work_size(T, T) ? gd_bf16_work_size(T, d) : gd_bf16_work_size(T, T);
     return (gd_bf16_packed_size(T, d) + gd_bf16_packed_size(d, T) + wk + 3) / 2 + 16;
@@ -91,11 +93,10 @@ static void attn_weights(const attn_geom *g, const float *q, const float *k, flo
         float *row = w + r * g->T, m = row[0];
         for (int64_t s = 1; s < g->T; s++)
             m = row[s] > m ? row[s] : m;
+        for (int64_t s = 0; s < g->T; s++) row[s] -= m;
+        gd_expf_n(row, row, g->T); /* the bits of expf, 16 at a time */
         float sum = 0;
-        for (int64_t s = 0; s < g->T; s++) {
-            row[s] = expf(row[s] - m);
-            sum += row[s];
-        }
+        for (int64_t s = 0; s < g->T; s++) sum += row[s];
         float inv = 1.0f / sum;
         for (int64_t s = 0; s < g->T; s++)
             row[s] *= inv;
@@ -137,10 +138,9 @@ static void head_bf16(const attn_geom *g, const float *q, const float *k, const 
     }
     for (int64_t s = 0; s < T; s++) {
         float *row = wt + s * T;
-        for (int64_t t = 0; t < T; t++) {
-            row[t] = expf(row[t] - mx[t]);
-            sum[t] += row[t];
-        }
+        for (int64_t t = 0; t < T; t++) row[t] -= mx[t];
+        gd_expf_n(row, row, T);
+        for (int64_t t = 0; t < T; t++) sum[t] += row[t];
     }
     for (int64_t t = 0; t < T; t++) sum[t] = 1.0f / sum[t];
     for (int64_t s = 0; s < T; s++)
@@ -169,6 +169,43 @@ void gd_fwd_attention(gd_tensor *t, float *work) {
     }
 }
 
+/* The backward of one head in bf16: w recomputed untransposed (rows are queries, as fp32), so
+ * that dv = da w and dk = q dl take w and dl as the kernel's row-major B. dq = k dl^T would need
+ * dl transposed; it stays on fp32 sgemm, which reads the transpose for free. The softmax VJP and
+ * the s2 scale (folded into dl) are fp32. Scratch as head_bf16: w, dw, then two packed operands. */
+static void head_bwd_bf16(const attn_geom *g, const float *q, const float *k, const float *v, const float *da,
+                          float *w, float *gq, float *gk, float *gv) {
+    const int64_t T = g->T, d = g->d;
+    float *dw = w + T * T;
+    uint16_t *p1 = (uint16_t *)(w + 2 * T * T), *p2 = p1 + gd_bf16_packed_size(T, d), *bw = p2 + gd_bf16_packed_size(d, T);
+    gd_bf16_pack_at(q, T, T, d, p1);
+    gd_gemm_bf16(T, T, d, p1, k, T, 0.0f, w, T, bw);
+    for (int64_t r = 0; r < T; r++) {
+        float *row = w + r * T, m;
+        for (int64_t s = 0; s < T; s++) row[s] *= g->s2;
+        m = row[0];
+        for (int64_t s = 1; s < T; s++) m = row[s] > m ? row[s] : m;
+        for (int64_t s = 0; s < T; s++) row[s] -= m;
+        gd_expf_n(row, row, T);
+        float sum = 0;
+        for (int64_t s = 0; s < T; s++) sum += row[s];
+        float inv = 1.0f / sum;
+        for (int64_t s = 0; s < T; s++) row[s] *= inv;
+    }
+    gd_bf16_pack_a(da, T, d, T, p2);
+    gd_gemm_bf16(d, T, T, p2, w, T, 1.0f, gv, T, bw);
+    gd_bf16_pack_at(da, T, T, d, p1);
+    gd_gemm_bf16(T, T, d, p1, v, T, 0.0f, dw, T, bw);
+    for (int64_t r = 0; r < T; r++) {
+        float *wr = w + r * T, *dr = dw + r * T;
+        float s = (float)gd_dot_f64(dr, wr, T);
+        for (int64_t c = 0; c < T; c++) dr[c] = g->s2 * (wr[c] * (dr[c] - s));
+    }
+    gd_bf16_pack_a(q, T, d, T, p2);
+    gd_gemm_bf16(d, T, T, p2, dw, T, 1.0f, gk, T, bw);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)d, (int)T, (int)T, 1.0f, k, (int)T, dw, (int)T, 1.0f, gq, (int)T);
+}
+
 void gd_bwd_attention(gd_tensor *t, float *work) {
     gd_tensor *X = t->src[0];
     if (!X->grad) return;
@@ -184,6 +221,10 @@ void gd_bwd_attention(gd_tensor *t, float *work) {
         float *gbase = X->grad + n * 3 * g.C * g.T;
         const float *q = base + off[0] * g.T, *k = base + off[1] * g.T, *v = base + off[2] * g.T;
         const float *da = t->grad + (n * g.C + h * g.d) * g.T;
+        if (t->flags & GD_FLAG_PLANNED_BF16) {
+            head_bwd_bf16(&g, q, k, v, da, w, gbase + off[0] * g.T, gbase + off[1] * g.T, gbase + off[2] * g.T);
+            continue;
+        }
         attn_weights(&g, q, k, w);
         /* dv = da . w ; dw = da^T . v */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d, T, T, 1.0f, da, T, w, T, 1.0f, gbase + off[2] * g.T,
