@@ -39,8 +39,8 @@ double gd_quant_act_params(const gd_qhist *h, double p, double *scale, int *zero
 
 /* Whether conv weight `name` of a network of this kind stays float: the first conv (it sees the raw
  * x_t, and is 1 % of the multiplies), and the output head ("out." of the U-Net: the network's output
- * is not quantized in PTQ4DM either). Norms, embeddings, linear layers and attention are not
- * convolutions and stay float too. */
+ * is not quantized in PTQ4DM either). Norms, embeddings, linear layers and the attention products
+ * are not convolutions and stay float too; attention's qkv / proj_out (Conv1d) are quantized. */
 int gd_quant_keep_float(const char *name);
 
 typedef struct {

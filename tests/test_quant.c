@@ -278,6 +278,9 @@ static void test_calibrate_end_to_end(void) {
     }
     /* damaged files: one line each, never a model */
     gd_st_file *f = gd_st_open(p, err, sizeof err);
+    /* attention's qkv (a Conv1d weight, run as a reshaped 1x1 conv) is int8 like the convs */
+    const gd_st_tensor *qkv = f ? gd_st_find(f, "middle_block.1.qkv.weight") : NULL;
+    CHECK(qkv && qkv->dtype == GD_ST_I8 && qkv->ndim == 3, "middle_block.1.qkv.weight is not an I8 Conv1d weight in the file");
     const char *cases[][2] = {{"input_blocks.1.0.in_layers.2.input_zero_point", "zero point"},
                               {"input_blocks.1.0.in_layers.2.input_scale", "input scale"},
                               {"input_blocks.1.0.in_layers.2.weight_scale", "weight scale"}};

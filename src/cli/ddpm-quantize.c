@@ -51,8 +51,9 @@ static const gd_cli_spec SPEC = {
              "from the model's own full-precision DDIM chains at timestep-aware loop indices; every convolution\n"
              "but the first and the output head gets int8 weights (symmetric, one scale per output channel) and\n"
              "a uint8 input quantizer (one scale and zero point per tensor), each range the least-L_p of 100\n"
-             "candidates. Norms, embeddings, linear layers and attention stay float. ddpm-sample, ddpm-forward and\n"
-             "ddpm-bench run the output on VNNI int8 GEMMs with int32 accumulation (a scalar path elsewhere).\n",
+             "candidates; attention's qkv and proj_out too. Norms, embeddings, linear layers, the attention\n"
+             "products and softmax stay float. ddpm-sample, ddpm-forward and ddpm-bench run the output on VNNI\n"
+             "int8 GEMMs with int32 accumulation (a scalar path elsewhere).\n",
     .flags = FLAGS,
     .footer = "Outputs are written under temporary names and renamed at the end: a failed run leaves none.\n"
               "Errors: one line on stderr, exit status 2.\n\n"

@@ -31,6 +31,9 @@ int gd_conv_bf16_dx(gd_tensor *t, const conv_geom *g, const float *w, const floa
 /* The int8 forward of a W8A8 weight leaf (conv_s8.c): whether the op was planned for it, its
  * scratch, the packed weights in the leaf's cache (allocated by the plan: 0, or -1), the forward. */
 int gd_conv_s8(const gd_tensor *t);
+/* the leaf behind a conv's weight, through views (a Conv1d weight reshaped for conv2d): the one
+ * that carries gd_quant and the packed cache */
+gd_tensor *gd_conv_weight_leaf(const gd_tensor *t);
 size_t gd_conv_s8_work(const conv_geom *g, int team);
 int gd_conv_s8_plan(gd_tensor *t, const conv_geom *g);
 void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *b, float *y, float *work, int team);

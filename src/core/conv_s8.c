@@ -32,7 +32,16 @@ const char *gd_s8_kernels(void) {
     return gd_s8_native() ? "AVX512-VNNI VPDPBUSD, u8 x s8, int32 accumulation" : "scalar int8 (no AVX512-VNNI on this CPU)";
 }
 
-int gd_conv_s8(const gd_tensor *t) { return (t->flags & GD_FLAG_PLANNED_S8) && t->src[1]->quant && !t->src[1]->grad; }
+gd_tensor *gd_conv_weight_leaf(const gd_tensor *t) {
+    gd_tensor *w = t->src[1];
+    while (w->op == GD_OP_VIEW) w = w->src[0];
+    return w;
+}
+
+int gd_conv_s8(const gd_tensor *t) {
+    const gd_tensor *w = gd_conv_weight_leaf(t);
+    return (t->flags & GD_FLAG_PLANNED_S8) && w->quant && !w->grad;
+}
 
 size_t gd_conv_s8_work(const conv_geom *g, int team) {
     if (sample_parallel(g, team)) return (size_t)team * (col_floats(g) + floats_of(gd_s8_work_size(g->OHW, g->CKK)));
@@ -40,7 +49,7 @@ size_t gd_conv_s8_work(const conv_geom *g, int team) {
 }
 
 int gd_conv_s8_plan(gd_tensor *t, const conv_geom *g) {
-    gd_tensor *w = t->src[1];
+    gd_tensor *w = gd_conv_weight_leaf(t);
     size_t floats = floats_of(cache_bytes(g));
     if (w->cache && w->cache_floats >= floats) return 0;
     free(w->cache);
@@ -61,7 +70,7 @@ static void pack(gd_tensor *w, const conv_geom *g) {
 }
 
 void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const float *b, float *y, float *work, int team) {
-    gd_tensor *w = t->src[1];
+    gd_tensor *w = gd_conv_weight_leaf(t);
     if (w->cache_of != w->quant->w) pack(w, g);
     const int8_t *Ap = w->cache;
     const int32_t *rowsum = (const int32_t *)((const char *)w->cache + pad64(gd_s8_packed_size(g->O, g->CKK)));

@@ -110,7 +110,8 @@ size_t gd_work_conv2d(gd_tensor *t, int backward) {
     if (!backward) t->flags &= ~GD_FLAG_PLANNED_BF16; /* the plan asks without, then (maybe) with a backward */
     /* a W8A8 weight runs int8 (without memory for its packing, fp32 on its dequantized values) */
     t->flags &= ~GD_FLAG_PLANNED_S8;
-    if (t->src[1]->quant && !(t->src[1]->flags & GD_FLAG_NEEDS_GRAD) && !gd_conv_s8_plan(t, &g)) {
+    const gd_tensor *wl = gd_conv_weight_leaf(t);
+    if (wl->quant && !(wl->flags & GD_FLAG_NEEDS_GRAD) && !gd_conv_s8_plan(t, &g)) {
         t->flags |= GD_FLAG_PLANNED_S8;
         size_t ws = gd_conv_s8_work(&g, team);
         if (ws > w) w = ws;

@@ -85,12 +85,12 @@ static int load_quantized(gd_model *m, const char *path, const gd_st_tensor *t, 
 int gd_model_set_quant(gd_model *m, const char *name, const int8_t *qw, const float *w_scale, float a_scale, int a_zero, char *err,
                        size_t errlen) {
     param *p = find(m, name);
-    if (!p || p->ndim != 4 || !p->data) {
-        snprintf(err, errlen, "'%s' is not a conv2d weight of this model", name);
+    if (!p || p->ndim < 3 || p->ndim > 4 || !p->data) {
+        snprintf(err, errlen, "'%s' is not a conv weight of this model", name);
         return -1;
     }
     int64_t n = 1, O = p->ne[0];
-    for (int k = 0; k < 4; k++) n *= p->ne[k];
+    for (int k = 0; k < p->ndim; k++) n *= p->ne[k];
     if (!(a_scale > 0.0f) || !isfinite(a_scale) || a_zero < 0 || a_zero > 255) {
         snprintf(err, errlen, "'%s': activation scale %g and zero point %d out of range", name, (double)a_scale, a_zero);
         return -1;

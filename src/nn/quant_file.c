@@ -49,8 +49,8 @@ static const gd_st_tensor *companion(const gd_st_file *f, const char *path, cons
 }
 
 gd_quant *nn_quant_read(const gd_st_file *f, const char *path, const gd_st_tensor *t, char *err, size_t errlen) {
-    if (!ends_with(t->name, ".weight") || t->ndim != 4 || t->numel < 1) {
-        snprintf(err, errlen, "%s: I8 tensor '%s' must be a conv2d weight [O, C, KH, KW]", path, t->name);
+    if (!ends_with(t->name, ".weight") || t->ndim < 3 || t->ndim > 4 || t->numel < 1) {
+        snprintf(err, errlen, "%s: I8 tensor '%s' must be a conv weight [O, C, KH, KW] or [O, C, K]", path, t->name);
         return NULL;
     }
     const int64_t O = t->shape[0];

@@ -74,9 +74,9 @@ static void observe(const gd_tensor *node, void *user) {
         l = &c->L[c->n++];
         memset(l, 0, sizeof *l);
         snprintf(l->name, sizeof l->name, "%s", name);
-        /* a conv over a reshaped weight is a Conv1d or a linear map in conv form (attention's qkv and
-         * proj_out, the attention pool's projections): attention stays float */
-        l->keep = gd_quant_keep_float(name) || in_list(c->keep, name) || node->src[1]->op == GD_OP_VIEW;
+        /* attention's qkv and proj_out are Conv1d weights (a view for conv2d): quantized like any
+         * conv, as PTQ4DM's conv/linear wrappers do; its two products and softmax stay float */
+        l->keep = gd_quant_keep_float(name) || in_list(c->keep, name);
         if (!l->keep && !(l->h = malloc(sizeof *l->h))) {
             c->oom = 1;
             return;
@@ -245,12 +245,12 @@ static int apply(gd_model *m, calib *c, const gd_quant_opts *o, int quick, int *
         int ndim;
         int64_t ne[4];
         const float *w = gd_model_weight_f32(m, l->name, &ndim, ne);
-        if (!w || ndim != 4) {
+        if (!w || ndim < 3 || ndim > 4) {
             gd_errf(err, errlen, "conv weight '%s' cannot be read", l->name);
             free(meta);
             return -1;
         }
-        const int64_t O = ne[0], K = ne[1] * ne[2] * ne[3];
+        const int64_t O = ne[0], K = ne[1] * ne[2] * (ndim == 4 ? ne[3] : 1);
         int8_t *q = malloc((size_t)(O * K));
         float *ws = malloc(sizeof(float) * (size_t)O);
         if (!q || !ws) {
