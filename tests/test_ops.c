@@ -385,6 +385,8 @@ static void test_pool_relu(void) {
     pool_case(GD_POOL_MAX, 1, 2, 7, 7, 3, 1, 1);          /* Mixed_7c's padded max pool */
     pool_case(GD_POOL_AVG_EXCL_PAD, 1, 2, 6, 5, 3, 1, 1); /* corners /4, edges /6, inside /9 */
     pool_case(GD_POOL_AVG_EXCL_PAD, 2, 1, 8, 8, 8, 1, 0); /* pool_3's 8x8 VALID */
+    pool_case(GD_POOL_MAX, 1, 2, 5, 147, 3, 2, 0);         /* rows wider than the vector chunk */
+    pool_case(GD_POOL_AVG_EXCL_PAD, 1, 2, 4, 131, 3, 1, 1);
     in_spec a[] = {{S4(2, 3, 5, 5), 0, 0}};
     fd_check("pool2d avg 3x3 excl. padding", 1, a, b_pool_avg, 1e-2, 1e-3);
     fd_check("crop2d", 1, a, b_crop, 1e-2, 1e-3);

@@ -67,6 +67,59 @@ static window win(const gd_tensor *t, int64_t H, int64_t W, int64_t oy, int64_t 
     return w;
 }
 
+/* One output position the plain way: the window clipped, cells summed row by row, left to right. */
+static float pool_at(const gd_tensor *t, const float *xp, int64_t H, int64_t W, int64_t oy, int64_t ox, int avg) {
+    window w = win(t, H, W, oy, ox);
+    if (avg) {
+        /* TF's AvgPool SAME (PyTorch count_include_pad=False): divide by the cells inside */
+        float s = 0.0f;
+        for (int64_t iy = w.y0; iy < w.y1; iy++)
+            for (int64_t ix = w.x0; ix < w.x1; ix++) s += xp[iy * W + ix];
+        return s / (float)((w.y1 - w.y0) * (w.x1 - w.x0));
+    }
+    float r = -FLT_MAX;
+    for (int64_t iy = w.y0; iy < w.y1; iy++)
+        for (int64_t ix = w.x0; ix < w.x1; ix++)
+            if (xp[iy * W + ix] > r) r = xp[iy * W + ix];
+    return r;
+}
+
+/* Columns whose windows lie inside the row run as vectors across ox, each output accumulating its
+ * cells in pool_at's order (row by row, left to right), so the bits are pool_at's; the few edge
+ * columns take pool_at itself. This was 17 % of the Inception forward as a per-output loop. */
+#define POOL_CHUNK 64
+static void pool_row(const gd_tensor *t, const float *xp, int64_t H, int64_t W, int64_t OW, int64_t oy, int avg, float *y) {
+    const int64_t k = t->ip[1], st = t->ip[2], pad = t->ip[3];
+    int64_t lo = (pad + st - 1) / st, hi = W - k + pad >= 0 ? (W - k + pad) / st + 1 : 0; /* interior: [lo, hi) */
+    if (hi > OW) hi = OW;
+    if (lo > hi) lo = hi;
+    for (int64_t ox = 0; ox < lo; ox++) y[ox] = pool_at(t, xp, H, W, oy, ox, avg);
+    for (int64_t ox = hi; ox < OW; ox++) y[ox] = pool_at(t, xp, H, W, oy, ox, avg);
+    window w = win(t, H, W, oy, lo);
+    const float inv_cells = (float)((w.y1 - w.y0) * k);
+    for (int64_t c0 = lo; c0 < hi; c0 += POOL_CHUNK) {
+        const int64_t n = hi - c0 < POOL_CHUNK ? hi - c0 : POOL_CHUNK;
+        float acc[POOL_CHUNK];
+        for (int64_t j = 0; j < n; j++) acc[j] = avg ? 0.0f : -FLT_MAX;
+        for (int64_t iy = w.y0; iy < w.y1; iy++)
+            for (int64_t kx = 0; kx < k; kx++) {
+                const float *r = xp + iy * W + c0 * st - pad + kx;
+                if (avg && st == 1) /* the unit stride spelled out, so that it vectorises */
+                    for (int64_t j = 0; j < n; j++) acc[j] += r[j];
+                else if (avg)
+                    for (int64_t j = 0; j < n; j++) acc[j] += r[j * st];
+                else if (st == 1)
+                    for (int64_t j = 0; j < n; j++) acc[j] = r[j] > acc[j] ? r[j] : acc[j];
+                else
+                    for (int64_t j = 0; j < n; j++) acc[j] = r[j * st] > acc[j] ? r[j * st] : acc[j];
+            }
+        if (avg)
+            for (int64_t j = 0; j < n; j++) y[c0 + j] = acc[j] / inv_cells;
+        else
+            memcpy(y + c0, acc, sizeof(float) * (size_t)n);
+    }
+}
+
 void gd_fwd_pool2d(gd_tensor *t, float *work) {
     (void)work;
     const gd_tensor *X = t->src[0];
@@ -75,27 +128,8 @@ void gd_fwd_pool2d(gd_tensor *t, float *work) {
     float *y = F32(t);
     int avg = t->ip[0] == GD_POOL_AVG_EXCL_PAD;
 #pragma omp parallel for if (NC * OH * OW > 8192)
-    for (int64_t p = 0; p < NC; p++) {
-        const float *xp = x + p * H * W;
-        for (int64_t oy = 0; oy < OH; oy++)
-            for (int64_t ox = 0; ox < OW; ox++) {
-                window w = win(t, H, W, oy, ox);
-                float r;
-                if (avg) {
-                    /* TF's AvgPool SAME (PyTorch count_include_pad=False): divide by the cells inside */
-                    float s = 0.0f;
-                    for (int64_t iy = w.y0; iy < w.y1; iy++)
-                        for (int64_t ix = w.x0; ix < w.x1; ix++) s += xp[iy * W + ix];
-                    r = s / (float)((w.y1 - w.y0) * (w.x1 - w.x0));
-                } else {
-                    r = -FLT_MAX;
-                    for (int64_t iy = w.y0; iy < w.y1; iy++)
-                        for (int64_t ix = w.x0; ix < w.x1; ix++)
-                            if (xp[iy * W + ix] > r) r = xp[iy * W + ix];
-                }
-                y[(p * OH + oy) * OW + ox] = r;
-            }
-    }
+    for (int64_t p = 0; p < NC; p++)
+        for (int64_t oy = 0; oy < OH; oy++) pool_row(t, x + p * H * W, H, W, OW, oy, avg, y + (p * OH + oy) * OW);
 }
 
 /* Serial over the output positions of one plane (windows overlap), parallel over planes. Max pool
