@@ -145,6 +145,9 @@ static int evaluate(const gd_train_config *rc, const char *ts) {
     int kk[100];
     char buf[512];
     snprintf(buf, sizeof buf, "%s", ts);
+    /* the whole list checked before the first (slow) timestep */
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) (void)gd_cli_long("--eval", tok, 0, diff->K - 1);
+    snprintf(buf, sizeof buf, "%s", ts);
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         int t = (int)gd_cli_long("--eval", tok, 0, diff->K - 1);
         long correct = 0, total = 0;
