@@ -25,8 +25,8 @@ CE=models/fashion_classifier_ce.safetensors
 ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
-CLS_SCALES=${CLS_SCALES:-"1 2 4 8 16 32"}
-CFG_SCALES=${CFG_SCALES:-"1.5 2 3 5 8 12 16 24"}
+CLS_SCALES=${CLS_SCALES:-"0.25 0.5 1 2 4 8 16 32"}
+CFG_SCALES=${CFG_SCALES:-"1.25 1.5 2 3 5 8 12 16 24"}
 mkdir -p "$OUT/parts"
 . scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] || make
