@@ -32,7 +32,7 @@ int gd_set_precision(gd_precision p) {
 gd_precision gd_get_precision(void) { return g_precision; }
 
 const char *gd_precision_kernels(void) {
-    if (g_precision == GD_PRECISION_BF16) return "bf16: AVX512-BF16 VDPBF16PS GEMMs (conv2d forward and input gradient, attention forward), fp32 accumulation";
+    if (g_precision == GD_PRECISION_BF16) return "bf16: AVX512-BF16 VDPBF16PS GEMMs (conv2d forward and input gradient, attention forward and backward), fp32 accumulation";
     return gd_bf16_native() ? "fp32: OpenBLAS sgemm (this CPU also has AVX512-BF16 for --precision bf16)"
                             : "fp32: OpenBLAS sgemm (no AVX512-BF16 on this CPU)";
 }
