@@ -7,7 +7,7 @@
 # DDIM-25 cell of the same scale holds the same samples; it is sampled again here for the timing).
 #   scripts/precision_table.sh [sample|report|all]   (default all)
 # Sizes and settings: BEST_N (2000), PART (500), QUARTERS (4), EDS_SCALE (the guidance table's best
-# EDS-ECT scale), FAST ("dpm++2m 20": solver and NFE), QUANT_FLAGS (more ddpm-quantize flags),
+# EDS-ECT scale), FAST ("dpm++2m 15": solver and NFE), QUANT_FLAGS (more ddpm-quantize flags),
 # THREADS, OUT (runs/precision), DOCS (docs).
 # Every cell is cached in $OUT in parts: rerunning resumes.
 set -eu
@@ -17,8 +17,8 @@ OUT=${OUT:-runs/precision}
 BEST_N=${BEST_N:-2000}
 PART=${PART:-500}
 QUARTERS=${QUARTERS:-4}
-EDS_SCALE=${EDS_SCALE:-4}
-FAST=${FAST:-"dpm++2m 20"}
+EDS_SCALE=${EDS_SCALE:-1}
+FAST=${FAST:-"dpm++2m 15"}
 T=${THREADS:-$(nproc)}
 STAGE=${1:-all}
 UNET=models/fashion_diffusion.safetensors
