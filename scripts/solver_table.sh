@@ -4,8 +4,8 @@
 #   solver {ddim, dpm++2m, dpm++3m, unipc} x guidance {none, EDS (ECT classifier), classifier-free}
 #   x NFE {5 8 10 15 20 25 50}, N samples per cell (N_MID at NFE 10 and 20), and DDPM-250 per guidance
 #   as the reference line (DDPM_N samples).
-# Guidance scales are the guidance table's best DDIM-25 scales (docs/guidance-table.md: EDS-ECT 16,
-# CFG 12); set EDS_SCALE / CFG_SCALE to change them. Sample i has seed 1000+i and class i mod 10 in
+# Guidance scales are the guidance table's best DDIM-25 scales (docs/guidance-table.md: EDS-ECT 1,
+# CFG 1.5); set EDS_SCALE / CFG_SCALE to change them. Sample i has seed 1000+i and class i mod 10 in
 # every cell. Scores by ddpm-eval (evaluator space, as the guidance table); the FID spread over
 # QUARTERS disjoint slices of each N_MID cell says how much of a difference is sampling noise.
 # Every cell is cached in $OUT (default runs/solvers) in parts of PART samples: rerunning resumes.
@@ -23,8 +23,8 @@ DDPM_N=${DDPM_N:-2000}
 NFES=${NFES:-"5 8 10 15 20 25 50"}
 SOLVERS=${SOLVERS:-"ddim dpm++2m dpm++3m unipc"}
 GUIDES=${GUIDES:-"none eds cfg"}
-EDS_SCALE=${EDS_SCALE:-16}
-CFG_SCALE=${CFG_SCALE:-12}
+EDS_SCALE=${EDS_SCALE:-1}
+CFG_SCALE=${CFG_SCALE:-1.5}
 PART=${PART:-500}
 QUARTERS=${QUARTERS:-4}
 T=${THREADS:-$(nproc)}
