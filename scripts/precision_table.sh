@@ -2,13 +2,15 @@
 # What lower precision costs in quality on the default Fashion-MNIST models: FID and accuracy of
 # EDS with the ECT classifier (DDIM-25, and a fast solver) at fp32, bf16 (--precision bf16) and W8A8
 # (both models quantized by ddpm-quantize, its defaults), BEST_N samples per cell, with the FID of
-# QUARTERS disjoint slices as the noise, and seconds per sample (2 threads unless THREADS says).
-# Sample i has seed 1000+i and class i mod 10 in every cell, as in the guidance table (its fp32
-# DDIM-25 cell of the same scale holds the same samples; it is sampled again here for the timing).
-#   scripts/precision_table.sh [sample|report|all]   (default all)
-# Sizes and settings: BEST_N (2000), PART (500), QUARTERS (4), EDS_SCALE (the guidance table's best
-# EDS-ECT scale), FAST ("dpm++2m 15": solver and NFE), QUANT_FLAGS (more ddpm-quantize flags),
-# THREADS, OUT (runs/precision), DOCS (docs).
+# QUARTERS disjoint slices as the noise, and seconds per sample (the time stage: TIME_N samples per
+# cell, timed alone; run it on a quiet machine).
+# Sample i has seed 1000+i and class i mod 10 in every cell, as in the guidance table: its fp32
+# DDIM-25 cell of the same scale holds the same samples and is reused when $GUIDANCE has it.
+#   scripts/precision_table.sh [sample|time|report|all]   (default all)
+# Sizes and settings: BEST_N (2000), PART (500), QUARTERS (4), TIME_N (100), EDS_SCALE (the guidance
+# table's best EDS-ECT scale), FAST ("dpm++2m 15": solver and NFE; "none" for DDIM-25 alone),
+# QUANT_FLAGS (more ddpm-quantize flags), THREADS, OUT (runs/precision), GUIDANCE (runs/guidance),
+# DOCS (docs).
 # Every cell is cached in $OUT in parts: rerunning resumes.
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,6 +18,8 @@ BIN=${BUILD:-build}
 OUT=${OUT:-runs/precision}
 BEST_N=${BEST_N:-2000}
 PART=${PART:-500}
+TIME_N=${TIME_N:-100}
+GUIDANCE=${GUIDANCE:-runs/guidance}
 QUARTERS=${QUARTERS:-4}
 EDS_SCALE=${EDS_SCALE:-1}
 FAST=${FAST:-"dpm++2m 15"}
@@ -25,7 +29,7 @@ UNET=models/fashion_diffusion.safetensors
 ECT=models/fashion_classifier_ect.safetensors
 REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
-case $STAGE in sample | report | all) ;; *) echo "precision_table.sh: unknown stage '$STAGE' (sample, report, all)" >&2; exit 2 ;; esac
+case $STAGE in sample | time | report | all) ;; *) echo "precision_table.sh: unknown stage '$STAGE' (sample, time, report, all)" >&2; exit 2 ;; esac
 mkdir -p "$OUT/parts"
 . scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] && [ -x "$BIN/ddpm-quantize" ] || make
@@ -61,6 +65,8 @@ pflags() { # precision -> model flags
 # one cell: parts of PART samples (each cached and timed), merged, scored
 cell() { # precision sampler nfe
     name="$1-$2-$3-$BEST_N"
+    reuse="$GUIDANCE/cond-eds_ect-$EDS_SCALE-ddim-$BEST_N.npz"
+    [ "$1-$2-$3" = fp32-ddim-25 ] && [ -f "$reuse" ] && [ ! -f "$OUT/$name.npz" ] && cp "$reuse" "$OUT/$name.npz"
     if [ ! -f "$OUT/$name.npz" ]; then
         first=0 inputs=""
         while [ "$first" -lt "$BEST_N" ]; do
@@ -69,12 +75,10 @@ cell() { # precision sampler nfe
             part="$OUT/parts/$1-$2-$3-$first+$count.npz"
             if [ ! -f "$part" ]; then
                 echo "== sample $name: [$first, $((first + count)))" >&2
-                start=$(date +%s.%N)
                 # shellcheck disable=SC2046
                 "$BIN/ddpm-sample" -q -t "$T" --seed 1000 --first-index "$first" -n "$count" -b 50 \
                     --class 0,1,2,3,4,5,6,7,8,9 --sampler "$2" --steps "$3" --guidance entropy --scale "$EDS_SCALE" \
                     $(pflags "$1") --npz "$part.tmp.npz" -o "${part%.npz}.png" || fail "sampling $name"
-                awk "BEGIN { printf \"%.4f\n\", ($(date +%s.%N) - $start) / $count }" >"${part%.npz}.seconds"
                 rm -f "${part%.npz}.png" "${part%.npz}.png.json"
                 mv "$part.tmp.npz" "$part"
             fi
@@ -83,7 +87,6 @@ cell() { # precision sampler nfe
         done
         # shellcheck disable=SC2086
         "$BIN/ddpm-npz" merge -o "$OUT/$name.npz" $inputs >/dev/null || fail "merging $name"
-        cat "$OUT"/parts/"$1-$2-$3"-*.seconds | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }' >"$OUT/$name.seconds"
     fi
     if [ ! -s "$OUT/$name.json" ]; then
         "$BIN/ddpm-eval" -q -t "$T" --json --evaluator "$EVALUATOR" --ref "$REF" "$OUT/$name.npz" >"$OUT/$name.json.tmp" ||
@@ -92,15 +95,24 @@ cell() { # precision sampler nfe
     fi
 }
 
-# shellcheck disable=SC2086
-set -- "$STAGE" $FAST
-FAST_S=$2 FAST_N=$3
-STAGE=$1
-runs() {
+# wall seconds per sample of TIME_N samples of a cell's settings, alone on the machine
+timing() { # precision sampler nfe
+    f="$OUT/$1-$2-$3-$BEST_N.seconds"
+    [ -s "$f" ] && return 0
+    echo "== time $1 $2 $3: $TIME_N samples" >&2
+    start=$(date +%s.%N)
+    # shellcheck disable=SC2046
+    "$BIN/ddpm-sample" -q -t "$T" --seed 1000 -n "$TIME_N" -b 50 --class 0,1,2,3,4,5,6,7,8,9 --sampler "$2" --steps "$3" \
+        --guidance entropy --scale "$EDS_SCALE" $(pflags "$1") --npz "$OUT/time.npz" -o "$OUT/time.png" || fail "timing $1 $2 $3"
+    awk "BEGIN { printf \"%.4f\n\", ($(date +%s.%N) - $start) / $TIME_N }" >"$f"
+    rm -f "$OUT/time.npz" "$OUT/time.png" "$OUT/time.png.json"
+}
+
+samplers() { echo "ddim:25"; [ "$FAST" = none ] || echo "$FAST" | tr ' ' ':'; }
+runs() { # stage function
     quantize
-    for p in fp32 bf16 w8a8; do
-        cell "$p" ddim 25
-        cell "$p" "$FAST_S" "$FAST_N"
+    for sn in $(samplers); do
+        for p in fp32 bf16 w8a8; do "$1" "$p" "${sn%%:*}" "${sn#*:}"; done
     done
 }
 
@@ -110,13 +122,13 @@ report() {
     {
         echo "# What bf16 and W8A8 cost in quality: Fashion-MNIST default models"
         echo
-        echo "Made by \`scripts/precision_table.sh\` ($(date -u +%Y-%m-%d), BEST_N=$BEST_N, $T threads). EDS with the ECT"
+        echo "Made by \`scripts/precision_table.sh\` ($(date -u +%Y-%m-%d), BEST_N=$BEST_N). EDS with the ECT"
         echo "classifier at scale $EDS_SCALE (the guidance table's best DDIM-25 scale), target classes cycling 0..9, sample i"
         echo "with seed 1000+i in every cell, so the cells differ only in arithmetic. Scores by \`ddpm-eval\` in the"
         echo "evaluator's feature space against the Fashion-MNIST test set (compare rows with each other). The slices"
         echo "column: mean ± sd of the FIDs of $QUARTERS disjoint slices of $((BEST_N / QUARTERS)), the sampling noise of a"
-        echo "slice (that of the whole cell is about half of it). Seconds per sample: the median over the cell's parts"
-        echo "of wall time / samples (sampling only, the machine's other load included)."
+        echo "slice (that of the whole cell is about half of it). Seconds per sample: $TIME_N samples of the cell's settings"
+        echo "timed alone ($T threads, batch 50, model loading included)."
         echo
         echo "- **fp32**: the reference arithmetic."
         echo "- **bf16**: \`--precision bf16\`: the convolutions' GEMMs, the attention products and the classifier's input"
@@ -130,9 +142,8 @@ report() {
         echo
         echo "| sampler | precision | FID | ΔFID vs fp32 | precision (k-NN) | recall | accuracy | slices: FID mean ± sd | s / sample |"
         echo "|---|---|---|---|---|---|---|---|---|"
-        for sn in "ddim 25" "$FAST_S $FAST_N"; do
-            # shellcheck disable=SC2086
-            set -- $sn
+        for sn in $(samplers); do
+            set -- "${sn%%:*}" "${sn#*:}"
             base="$OUT/fp32-$1-$2-$BEST_N.json"
             for p in fp32 bf16 w8a8; do
                 j="$OUT/$p-$1-$2-$BEST_N.json"
@@ -151,7 +162,8 @@ report() {
 }
 
 case $STAGE in
-    sample) runs ;;
+    sample) runs cell ;;
+    time) runs timing ;;
     report) report ;;
-    all) runs; report ;;
+    all) runs cell; runs timing; report ;;
 esac
