@@ -277,7 +277,7 @@ set terminal pngcairo size 900,420 font ",10"
 set output "$img/guidance_$what.png"
 set multiplot layout 1,2
 set logscale x
-set xrange [0.8:40]
+set xrange [0.2:40]
 set xlabel "guidance scale (classifier scale s, or CFG weight w)"
 set ylabel "$what"
 set key top left
