@@ -96,7 +96,7 @@ static void pool_row(const gd_tensor *t, const float *xp, int64_t H, int64_t W, 
     for (int64_t ox = 0; ox < lo; ox++) y[ox] = pool_at(t, xp, H, W, oy, ox, avg);
     for (int64_t ox = hi; ox < OW; ox++) y[ox] = pool_at(t, xp, H, W, oy, ox, avg);
     window w = win(t, H, W, oy, lo);
-    const float inv_cells = (float)((w.y1 - w.y0) * k);
+    const float cells = (float)((w.y1 - w.y0) * k);
     for (int64_t c0 = lo; c0 < hi; c0 += POOL_CHUNK) {
         const int64_t n = hi - c0 < POOL_CHUNK ? hi - c0 : POOL_CHUNK;
         float acc[POOL_CHUNK];
@@ -114,7 +114,7 @@ static void pool_row(const gd_tensor *t, const float *xp, int64_t H, int64_t W, 
                     for (int64_t j = 0; j < n; j++) acc[j] = r[j * st] > acc[j] ? r[j * st] : acc[j];
             }
         if (avg)
-            for (int64_t j = 0; j < n; j++) y[c0 + j] = acc[j] / inv_cells;
+            for (int64_t j = 0; j < n; j++) y[c0 + j] = acc[j] / cells;
         else
             memcpy(y + c0, acc, sizeof(float) * (size_t)n);
     }
