@@ -532,9 +532,10 @@ static void test_empty_values(void) {
     cli_rmtree(d);
 }
 
-/* --precision: anything but fp32 / bf16 is one line, exit 2, nothing written, in every tool */
+/* --precision: anything but fp32 / bf16 (and ddpm-bench's w8a8, w8a8+bf16) is one line, exit 2,
+ * nothing written, in every tool */
 static void test_precision_values(void) {
-    const char *vals[] = {"fp16", "BF16", "''", "nan", "bf16x"};
+    const char *vals[] = {"fp16", "BF16", "''", "nan", "bf16x", "w8a8+fp16"};
     char d[512], a[4096];
     cli_mkdtemp(d, sizeof d);
     for (size_t i = 0; i < sizeof vals / sizeof *vals; i++) {
@@ -544,7 +545,8 @@ static void test_precision_values(void) {
         snprintf(a, sizeof a, "-m " UNET_A " -i %s/in.safetensors -o %s/o.safetensors --precision %s", d, d, vals[i]);
         if (cli_tool_available("ddpm-forward")) expect_refused("ddpm-forward", d, a, want);
         snprintf(a, sizeof a, "-c configs/small28.json --repeat 1 --save-weights %s/w.safetensors --precision %s", d, vals[i]);
-        if (cli_tool_available("ddpm-bench")) expect_refused("ddpm-bench", d, a, want);
+        if (cli_tool_available("ddpm-bench"))
+            expect_refused("ddpm-bench", d, a, strcmp(vals[i], "''") ? "is not fp32, bf16, w8a8 or w8a8+bf16" : want);
     }
     CHECK(cli_count_entries(d) == 0, "files written");
     cli_rmtree(d);

@@ -29,7 +29,7 @@ static const gd_cli_flag FLAGS[] = {
     {NULL, "--batch", "N", GD_CLI_INT, OPT(batch), .lo = 1, .hi = INT_MAX, .help = "batch size (default 1)"},
     {"-t", "--threads", "THREADS", GD_CLI_INT, OPT(threads), .lo = 0, .hi = 4096,
      .help = "worker threads (default 0: the OpenMP / OpenBLAS default)"},
-    {NULL, "--precision", "fp32|bf16|w8a8", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default), bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32) or w8a8 (the random weights\nquantized as ddpm-quantize does, without calibration: int8 GEMMs)"},
+    {NULL, "--precision", "fp32|bf16|w8a8|w8a8+bf16", GD_CLI_STR, OPT(precision), .help = "the convolutions' arithmetic: fp32 (default), bf16 (AVX512-BF16\nGEMMs, fp32 accumulation; the rest stays fp32), w8a8 (the random weights\nquantized as ddpm-quantize does, without calibration: int8 GEMMs) or\nw8a8+bf16 (int8 convs, the attention products and float convs in bf16)"},
     {NULL, "--repeat", "R", GD_CLI_INT, OPT(repeat), .lo = 1, .hi = 1000, .help = "timed runs after one warm-up (default 3)"},
     {NULL, "--save-weights", "PATH", GD_CLI_STR, OPT(save), .help = "also write the random weights, config embedded"},
     {0},
@@ -99,7 +99,13 @@ int main(int argc, char **argv) {
     gd_cli_check_files();
     const int batch = o.batch, threads = o.threads, repeat = o.repeat;
     if (threads > 0) gd_set_threads(threads);
-    const int w8a8 = o.precision && !strcmp(o.precision, "w8a8");
+    /* w8a8+bf16: the int8 convolutions, and what stays float (attention products, the first and
+     * last convs, the classifier's gradient) on the bf16 kernel, as ddpm-sample --precision bf16
+     * runs a ddpm-quantize file */
+    const int w8a8 = o.precision && (!strcmp(o.precision, "w8a8") || !strcmp(o.precision, "w8a8+bf16"));
+    const int w8a8_bf16 = w8a8 && o.precision[4] == '+';
+    if (o.precision && *o.precision && !w8a8 && strcmp(o.precision, "fp32") && strcmp(o.precision, "bf16"))
+        gd_cli_die("--precision: '%s' is not fp32, bf16, w8a8 or w8a8+bf16", o.precision);
     gd_cli_precision(w8a8 ? NULL : o.precision);
     char err[512];
     gd_config cfg;
@@ -122,6 +128,7 @@ int main(int argc, char **argv) {
             gd_config_free(&cfg);
             gd_cli_die("%s", err);
         }
+        if (w8a8_bf16) gd_cli_precision("bf16"); /* after the calibration, which runs fp32 */
     }
     gd_net *net = m ? gd_net_new(m, batch, cls, err, sizeof err) : NULL;
     if (!net) {
@@ -160,7 +167,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < repeat; r++) printf("%s%.6f", r ? ", " : "", runs[r]);
     printf("], \"batch\": %d, \"threads\": %d, \"mode\": \"%s\", \"precision\": \"%s\", \"forward_gflop\": %.3f, \"gflops\": %.2f, "
            "\"params\": %lld, \"arena_mib\": %.1f}\n",
-           batch, gd_get_threads(), cls ? "classifier" : "unet", w8a8 ? "w8a8" : gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
+           batch, gd_get_threads(), cls ? "classifier" : "unet", w8a8_bf16 ? "w8a8+bf16" : w8a8 ? "w8a8" : gd_get_precision() == GD_PRECISION_BF16 ? "bf16" : "fp32", flops * 1e-9, flops * 1e-9 / med * (cls ? 2 : 1),
            (long long)gd_model_param_count(m), gd_graph_arena_bytes(gd_net_graph(net)) / 1048576.0);
     free(runs);
     free(grad);
