@@ -109,6 +109,24 @@ int main(int argc, char **argv) {
     if (!m) gd_cli_die("%s", err);
     gd_model *c = NULL;
     if (o.classifier && !(c = gd_model_load(o.classifier, NULL, err, sizeof err))) gd_cli_die("%s", err);
+    /* a --keep-float typo fails here, not after minutes of calibration (the library checks again,
+     * against the convolutions it saw) */
+    for (const char *k = o.keep; k && *k;) {
+        const char *e = strchr(k, ',');
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(e ? e - k : (long)strlen(k)), k);
+        int nd = 0;
+        int64_t ne[4];
+        int conv = gd_model_weight_f32(m, name, &nd, ne) && nd >= 3; /* conv weights are 3-D or 4-D */
+        if (!conv && c) conv = gd_model_weight_f32(c, name, &nd, ne) && nd >= 3;
+        if (!conv) {
+            const char *also = c ? " or the classifier" : "";
+            gd_model_free(c);
+            gd_model_free(m);
+            gd_cli_die("--keep-float: '%s' is not a convolution weight of the model%s", name, also);
+        }
+        k = e ? e + 1 : NULL;
+    }
     gd_quant_opts q;
     gd_quant_defaults(&q);
     q.samples = o.samples, q.steps = o.steps, q.t_normal = normal, q.t_mean = o.t_mean, q.t_std = o.t_std, q.p = o.p;
