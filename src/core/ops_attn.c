@@ -85,22 +85,27 @@ static void qkv_offsets(const attn_geom *g, int new_order, int64_t h, int64_t of
         off[p] = new_order ? p * g->C + h * g->d : h * 3 * g->d + p * g->d;
 }
 
+/* softmax of each row of the T x T scores, in place */
+static void softmax_rows(float *w, int64_t T) {
+    for (int64_t r = 0; r < T; r++) {
+        float *row = w + r * T, m = row[0];
+        for (int64_t s = 1; s < T; s++)
+            m = row[s] > m ? row[s] : m;
+        for (int64_t s = 0; s < T; s++) row[s] -= m;
+        gd_expf_n(row, row, T); /* the bits of expf, 16 at a time */
+        float sum = 0;
+        for (int64_t s = 0; s < T; s++) sum += row[s];
+        float inv = 1.0f / sum;
+        for (int64_t s = 0; s < T; s++)
+            row[s] *= inv;
+    }
+}
+
 /* w = softmax_s(s2 * q^T k) for one head; rows of w are queries. */
 static void attn_weights(const attn_geom *g, const float *q, const float *k, float *w) {
     int T = (int)g->T, d = (int)g->d;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, T, d, g->s2, q, T, k, T, 0.0f, w, T);
-    for (int64_t r = 0; r < g->T; r++) {
-        float *row = w + r * g->T, m = row[0];
-        for (int64_t s = 1; s < g->T; s++)
-            m = row[s] > m ? row[s] : m;
-        for (int64_t s = 0; s < g->T; s++) row[s] -= m;
-        gd_expf_n(row, row, g->T); /* the bits of expf, 16 at a time */
-        float sum = 0;
-        for (int64_t s = 0; s < g->T; s++) sum += row[s];
-        float inv = 1.0f / sum;
-        for (int64_t s = 0; s < g->T; s++)
-            row[s] *= inv;
-    }
+    softmax_rows(w, g->T);
 }
 
 /* Never fewer than the planned team, even with one head to run: inside an active parallel region
@@ -180,18 +185,8 @@ static void head_bwd_bf16(const attn_geom *g, const float *q, const float *k, co
     uint16_t *p1 = (uint16_t *)(w + 2 * T * T), *p2 = p1 + gd_bf16_packed_size(T, d), *bw = p2 + gd_bf16_packed_size(d, T);
     gd_bf16_pack_at(q, T, T, d, p1);
     gd_gemm_bf16(T, T, d, p1, k, T, 0.0f, w, T, bw);
-    for (int64_t r = 0; r < T; r++) {
-        float *row = w + r * T, m;
-        for (int64_t s = 0; s < T; s++) row[s] *= g->s2;
-        m = row[0];
-        for (int64_t s = 1; s < T; s++) m = row[s] > m ? row[s] : m;
-        for (int64_t s = 0; s < T; s++) row[s] -= m;
-        gd_expf_n(row, row, T);
-        float sum = 0;
-        for (int64_t s = 0; s < T; s++) sum += row[s];
-        float inv = 1.0f / sum;
-        for (int64_t s = 0; s < T; s++) row[s] *= inv;
-    }
+    for (int64_t i = 0; i < T * T; i++) w[i] *= g->s2; /* the fp32 path scales inside its GEMM */
+    softmax_rows(w, T);
     gd_bf16_pack_a(da, T, d, T, p2);
     gd_gemm_bf16(d, T, T, p2, w, T, 1.0f, gv, T, bw);
     gd_bf16_pack_at(da, T, T, d, p1);
