@@ -72,6 +72,7 @@ size_t gd_work_conv2d(gd_tensor *t, int backward);
 /* set on a conv2d node by the plan when its weight leaf is W8A8 (gd_quant) and its forward runs int8 */
 #define GD_FLAG_PLANNED_S8 (1 << 13)
 size_t gd_work_attention(gd_tensor *t, int backward);
+size_t gd_work_group_norm(gd_tensor *t, int backward);
 double gd_flops_conv2d(const gd_tensor *t);
 double gd_flops_linear(const gd_tensor *t);
 double gd_flops_attention(const gd_tensor *t);

@@ -132,97 +132,108 @@ void gd_fwd_group_norm(gd_tensor *t, float *work) {
     }
 }
 
-/* The parameter gradients of GN_K samples of one group at a time: per channel dgamma and dbeta,
- * and the two sums the input gradient needs, each in the one-sample loop's order (lanes =
- * samples). */
+/* Backward scratch: the per-(sample, channel) dgamma and dbeta sums, in double, reduced over the
+ * samples in sample order after the parallel sweep (so any thread count gives the same bits). */
+size_t gd_work_group_norm(gd_tensor *t, int backward) {
+    if (!backward) return 0;
+    return (size_t)(2 * t->ne[0] * t->ne[1]) * (sizeof(double) / sizeof(float));
+}
+
+/* GN_K (sample, group) pairs at a time, flattened as the forward's blocks (lanes = pairs, so a
+ * batch of one fills every lane): per channel the dgamma and dbeta sums, and the two sums the
+ * input gradient needs, each summed in the one-pair loop's order. */
 void gd_bwd_group_norm(gd_tensor *t, float *work) {
-    (void)work;
     gn_geom g = geom(t);
     gd_tensor *X = t->src[0], *Ga = t->src[1], *Be = t->src[2];
     const float *x = F32(X), *ga = F32(Ga), *dy = t->grad;
-    int64_t m = g.CG * g.S;
-    /* Parallel over groups: each owns its channels of dgamma/dbeta, so no two threads share a sum;
-     * the samples' contributions are added in sample order. */
+    int64_t m = g.CG * g.S, NG = g.N * g.G, nb = (NG + GN_K - 1) / GN_K;
+    double *pga = (double *)work, *pbe = pga + g.N * g.C; /* [N][C] each */
 #pragma omp parallel for schedule(dynamic)
-    for (int64_t gi = 0; gi < g.G; gi++) {
-        int64_t c0 = gi * g.CG;
-        for (int64_t n0 = 0; n0 < g.N; n0 += GN_K) {
-            int64_t kb = g.N - n0 < GN_K ? g.N - n0 : GN_K;
-            const float *xs[GN_K], *ds[GN_K];
-            double mu[GN_K], rs[GN_K], sg[GN_K] = {0}, sgx[GN_K] = {0};
-            for (int j = 0; j < GN_K; j++) { /* lanes past kb repeat the last sample, unused */
-                int64_t n = n0 + (j < kb ? j : kb - 1);
-                xs[j] = x + (n * g.G + gi) * m;
-                ds[j] = dy + (n * g.G + gi) * m;
-            }
-            stats_k(xs, m, t->fp[0], mu, rs);
+    for (int64_t blk = 0; blk < nb; blk++) {
+        int kb = NG - blk * GN_K < GN_K ? (int)(NG - blk * GN_K) : GN_K;
+        const float *xs[GN_K], *ds[GN_K];
+        int64_t c0[GN_K];
+        double mu[GN_K], rs[GN_K], sg[GN_K] = {0}, sgx[GN_K] = {0};
+        for (int j = 0; j < GN_K; j++) { /* lanes past kb repeat the last pair, unused */
+            int64_t ng = blk * GN_K + (j < kb ? j : kb - 1);
+            xs[j] = x + ng * m;
+            ds[j] = dy + ng * m;
+            c0[j] = (ng % g.G) * g.CG;
+        }
+        stats_k(xs, m, t->fp[0], mu, rs);
 #ifdef GN_AVX512
-            const __m512d vmu = _mm512_loadu_pd(mu), vrs = _mm512_loadu_pd(rs);
-            __m512d vsg = _mm512_setzero_pd(), vsgx = _mm512_setzero_pd();
+        const __m512d vmu = _mm512_loadu_pd(mu), vrs = _mm512_loadu_pd(rs);
+        __m512d vsg = _mm512_setzero_pd(), vsgx = _mm512_setzero_pd();
 #endif
-            for (int64_t c = 0; c < g.CG; c++) {
-                double dga[GN_K] = {0}, dbe[GN_K] = {0}, gc = ga[c0 + c];
-                int64_t s = 0;
+        for (int64_t c = 0; c < g.CG; c++) {
+            double dga[GN_K] = {0}, dbe[GN_K] = {0}, gc[GN_K];
+            for (int j = 0; j < GN_K; j++) gc[j] = ga[c0[j] + c];
+            int64_t s = 0;
 #ifdef GN_AVX512
-                const __m512d vgc = _mm512_set1_pd(gc);
-                __m512d vdga = _mm512_setzero_pd(), vdbe = _mm512_setzero_pd();
-                for (; s + 8 <= g.S; s += 8) {
-                    __m512d xv[8], dv[8];
-                    transpose8(xs, c * g.S + s, xv);
-                    transpose8(ds, c * g.S + s, dv);
-                    for (int k = 0; k < 8; k++) {
-                        __m512d xh = _mm512_mul_pd(_mm512_sub_pd(xv[k], vmu), vrs), d = dv[k], dg = _mm512_mul_pd(d, vgc);
-                        vdga = _mm512_add_pd(vdga, _mm512_mul_pd(d, xh));
-                        vdbe = _mm512_add_pd(vdbe, d);
-                        vsg = _mm512_add_pd(vsg, dg);
-                        vsgx = _mm512_add_pd(vsgx, _mm512_mul_pd(dg, xh));
-                    }
-                }
-                _mm512_storeu_pd(dga, vdga);
-                _mm512_storeu_pd(dbe, vdbe);
-                if (s < g.S) {
-                    _mm512_storeu_pd(sg, vsg);
-                    _mm512_storeu_pd(sgx, vsgx);
-                }
-#endif
-                for (int64_t s1 = s; s1 < g.S; s1++)
-                    for (int j = 0; j < GN_K; j++) {
-                        int64_t i = c * g.S + s1;
-                        double xh = (xs[j][i] - mu[j]) * rs[j], d = ds[j][i];
-                        dga[j] += d * xh;
-                        dbe[j] += d;
-                        sg[j] += d * gc;
-                        sgx[j] += d * gc * xh;
-                    }
-#ifdef GN_AVX512
-                if (s < g.S) {
-                    vsg = _mm512_loadu_pd(sg);
-                    vsgx = _mm512_loadu_pd(sgx);
-                }
-#endif
-                for (int j = 0; j < kb; j++) {
-                    if (Ga->grad) Ga->grad[c0 + c] += (float)dga[j];
-                    if (Be->grad) Be->grad[c0 + c] += (float)dbe[j];
+            const __m512d vgc = _mm512_loadu_pd(gc);
+            __m512d vdga = _mm512_setzero_pd(), vdbe = _mm512_setzero_pd();
+            for (; s + 8 <= g.S; s += 8) {
+                __m512d xv[8], dv[8];
+                transpose8(xs, c * g.S + s, xv);
+                transpose8(ds, c * g.S + s, dv);
+                for (int k = 0; k < 8; k++) {
+                    __m512d xh = _mm512_mul_pd(_mm512_sub_pd(xv[k], vmu), vrs), d = dv[k], dg = _mm512_mul_pd(d, vgc);
+                    vdga = _mm512_add_pd(vdga, _mm512_mul_pd(d, xh));
+                    vdbe = _mm512_add_pd(vdbe, d);
+                    vsg = _mm512_add_pd(vsg, dg);
+                    vsgx = _mm512_add_pd(vsgx, _mm512_mul_pd(dg, xh));
                 }
             }
-#ifdef GN_AVX512
-            _mm512_storeu_pd(sg, vsg);
-            _mm512_storeu_pd(sgx, vsgx);
+            _mm512_storeu_pd(dga, vdga);
+            _mm512_storeu_pd(dbe, vdbe);
+            if (s < g.S) {
+                _mm512_storeu_pd(sg, vsg);
+                _mm512_storeu_pd(sgx, vsgx);
+            }
 #endif
-            if (!X->grad) continue;
+            for (int64_t s1 = s; s1 < g.S; s1++)
+                for (int j = 0; j < GN_K; j++) {
+                    int64_t i = c * g.S + s1;
+                    double xh = (xs[j][i] - mu[j]) * rs[j], d = ds[j][i];
+                    dga[j] += d * xh;
+                    dbe[j] += d;
+                    sg[j] += d * gc[j];
+                    sgx[j] += d * gc[j] * xh;
+                }
+#ifdef GN_AVX512
+            if (s < g.S) {
+                vsg = _mm512_loadu_pd(sg);
+                vsgx = _mm512_loadu_pd(sgx);
+            }
+#endif
             for (int j = 0; j < kb; j++) {
-                double mg = sg[j] / (double)m, mgx = sgx[j] / (double)m;
-                const float *xj = xs[j], *dj = ds[j];
-                float *gx = X->grad + (xs[j] - x);
-                for (int64_t c = 0; c < g.CG; c++) {
-                    double gc = ga[c0 + c];
-                    for (int64_t s = 0; s < g.S; s++) {
-                        int64_t i = c * g.S + s;
-                        double xh = (xj[i] - mu[j]) * rs[j];
-                        gx[i] += (float)(rs[j] * ((double)dj[i] * gc - mg - xh * mgx));
-                    }
+                int64_t n = (blk * GN_K + j) / g.G;
+                pga[n * g.C + c0[j] + c] = dga[j];
+                pbe[n * g.C + c0[j] + c] = dbe[j];
+            }
+        }
+#ifdef GN_AVX512
+        _mm512_storeu_pd(sg, vsg);
+        _mm512_storeu_pd(sgx, vsgx);
+#endif
+        if (!X->grad) continue;
+        for (int j = 0; j < kb; j++) {
+            double mg = sg[j] / (double)m, mgx = sgx[j] / (double)m;
+            const float *xj = xs[j], *dj = ds[j];
+            float *gx = X->grad + (xs[j] - x);
+            for (int64_t c = 0; c < g.CG; c++) {
+                double gcj = ga[c0[j] + c];
+                for (int64_t s = 0; s < g.S; s++) {
+                    int64_t i = c * g.S + s;
+                    double xh = (xj[i] - mu[j]) * rs[j];
+                    gx[i] += (float)(rs[j] * ((double)dj[i] * gcj - mg - xh * mgx));
                 }
             }
         }
     }
+    for (int64_t n = 0; n < g.N; n++)
+        for (int64_t c = 0; c < g.C; c++) {
+            if (Ga->grad) Ga->grad[c] += (float)pga[n * g.C + c];
+            if (Be->grad) Be->grad[c] += (float)pbe[n * g.C + c];
+        }
 }
