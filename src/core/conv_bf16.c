@@ -173,12 +173,15 @@ static void gemm_fwd(const conv_geom *g, const float *x, const uint16_t *Ap, con
         for (int64_t n = 0; n < g->N; n++) {
             const float *B = x + n * CHW;
             if (!gd_conv_direct(g)) {
-/* im2col by channels: a channel's rows depend on that channel alone */
-#pragma omp for
-                for (int64_t c = 0; c < g->C; c++) {
-                    conv_geom one = *g;
-                    one.C = 1, one.CKK = g->KH * g->KW;
-                    gd_im2col_serial(&one, B + c * g->H * g->W, col + c * one.CKK * g->OHW, g->OHW);
+                { /* each thread its share of the channels, in one call: a channel's rows depend on it
+                   * alone, and one call per channel recomputed the masks per channel (3.6 % of a
+                   * bf16 classifier gradient, perf) */
+                    int nt = omp_get_num_threads(), id = gd_thread_id();
+                    int64_t c0 = g->C * id / nt, c1 = g->C * (id + 1) / nt;
+                    conv_geom part = *g;
+                    part.C = c1 - c0, part.CKK = part.C * g->KH * g->KW;
+                    if (part.C > 0) gd_im2col_serial(&part, B + c0 * g->H * g->W, col + c0 * g->KH * g->KW * g->OHW, g->OHW);
+#pragma omp barrier
                 }
                 B = col;
             }

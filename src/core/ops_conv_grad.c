@@ -158,11 +158,15 @@ static void dx_serial_samples(const conv_geom *g, const bwd_plan *p, const float
             gd_sgemm_tiled(1, 0, g->CKK, g->OHW, g->O, w, g->CKK, dyn, g->OHW, 1.0f, dx + n * CHW, g->OHW);
         } else {
             gd_sgemm_tiled(1, 0, g->CKK, g->OHW, g->O, w, g->CKK, dyn, g->OHW, 0.0f, work, g->OHW);
-#pragma omp parallel for
-            for (int64_t c = 0; c < g->C; c++) {
-                conv_geom g1 = *g;
-                g1.C = 1;
-                gd_col2im_serial(&g1, work + c * g->KH * g->KW * g->OHW, g->OHW, dx + n * CHW + c * g->H * g->W);
+            /* each thread its share of the channels in one call (the masks once, not per channel) */
+#pragma omp parallel
+            {
+                int nt = omp_get_num_threads(), id = gd_thread_id();
+                int64_t c0 = g->C * id / nt, c1 = g->C * (id + 1) / nt;
+                conv_geom part = *g;
+                part.C = c1 - c0, part.CKK = part.C * g->KH * g->KW;
+                if (part.C > 0)
+                    gd_col2im_serial(&part, work + c0 * g->KH * g->KW * g->OHW, g->OHW, dx + n * CHW + c0 * g->H * g->W);
             }
         }
     }
