@@ -101,6 +101,46 @@ static void test_gemm(void) {
     gemm_case(5, 7, 0, 7, 7, 2.0f, 7);           /* K = 0: C = beta C */
 }
 
+/* the packed layout by its definition ([panel][k/2][MR][2], zero padding; denormals flushed to
+ * signed zero as VCVTNEPS2BF16 does) against both packs, from A row-major and A given transposed */
+static void pack_case(int64_t M, int64_t K, int64_t pad, uint64_t seed) {
+    uint64_t s = seed;
+    const int64_t lda = K + pad, ldt = M + pad, Kp = (K + 1) & ~(int64_t)1;
+    float *A = malloc(sizeof(float) * (size_t)(M * lda + 1)), *At = malloc(sizeof(float) * (size_t)(K * ldt + 1));
+    for (int64_t i = 0; i < M * lda; i++) {
+        union { uint32_t u; float f; } v = {(uint32_t)lcg(&s)};
+        A[i] = i % 5 == 0 ? v.f : uniform(&s) * 100.0f; /* every fifth: any bit pattern (denormals, NaN, inf) */
+    }
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) At[k * ldt + m] = A[m * lda + k];
+    size_t n = gd_bf16_packed_size(M, K);
+    uint16_t *want = calloc(n + 1, sizeof(uint16_t)), *got = malloc(sizeof(uint16_t) * (n + 1)), *got_t = malloc(sizeof(uint16_t) * (n + 1));
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++) {
+            union { float f; uint32_t u; } v = {A[m * lda + k]};
+            if ((v.u & 0x7f800000u) == 0) v.u &= 0x80000000u;
+            want[((m / GD_BF16_MR * (Kp / 2) + k / 2) * GD_BF16_MR + m % GD_BF16_MR) * 2 + k % 2] = gd_f32_to_bf16(v.f);
+        }
+    memset(got, 0xa5, sizeof(uint16_t) * n);
+    memset(got_t, 0x5a, sizeof(uint16_t) * n);
+    gd_bf16_pack_a(A, lda, M, K, got);
+    gd_bf16_pack_at(At, ldt, M, K, got_t);
+    int64_t bad = 0, bad_t = 0;
+    for (size_t i = 0; i < n; i++) bad += got[i] != want[i], bad_t += got_t[i] != want[i];
+    CHECK(bad == 0 && bad_t == 0, "pack %lldx%lld: %lld (row-major) and %lld (transposed) of %zu elements wrong", (long long)M,
+          (long long)K, (long long)bad, (long long)bad_t, n);
+    free(A), free(At), free(want), free(got), free(got_t);
+}
+
+static void test_pack(void) {
+    pack_case(1, 1, 0, 11);
+    pack_case(12, 2, 3, 12);
+    pack_case(13, 7, 1, 13);   /* partial panel, odd K */
+    pack_case(25, 33, 5, 14);  /* odd K past one 16-wide chunk */
+    pack_case(64, 1024, 0, 15); /* an attention head's operand */
+    pack_case(1024, 64, 2, 16);
+}
+
 /* ---- conv2d forward in bf16 ---- */
 
 /* y of one planned conv graph on fixed data, at the given precision and threads */
@@ -360,6 +400,7 @@ static void test_networks(void) {
 
 GD_TEST_TABLE(gd_tests_bf16) = {
     {"bf16: fp32 -> bf16 rounds to nearest even (random floats, ties, overflow, NaN)", test_round},
+    {"bf16: packing A (row-major and transposed) against the layout's definition, denormals flushed", test_pack},
     {"bf16: GEMM against a double GEMM of the rounded inputs; AVX512-BF16 = scalar bit for bit", test_gemm},
     {"bf16: attention forward and input gradient against fp32; thread-independent", test_attention},
     {"bf16: whole networks (tiny fixtures, the default Fashion models) within 3e-2 of fp32", test_networks},

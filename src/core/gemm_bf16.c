@@ -65,8 +65,70 @@ static void pack_strided(const float *A, int64_t sm, int64_t sk, int64_t M, int6
             }
 }
 
-void gd_bf16_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) { pack_strided(A, lda, 1, M, K, Ap); }
-void gd_bf16_pack_at(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) { pack_strided(At, 1, lda, M, K, Ap); }
+#ifdef GD_BF16_X86
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+/* The packs below round with VCVTNE(2)PS2BF16, as pack_b_native: the bits of round_daz. The
+ * attention packs its T x d operands on every head (4 % of a bf16 classifier gradient, scalar). */
+
+/* A row-major: 16 k of one row -> 8 pairs, which go to 8 consecutive [k/2] slots of its row */
+BF16_TARGET static void pack_a_native(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
+    const int64_t Kp = even(K), panels = (M + MR - 1) / MR;
+    for (int64_t p = 0; p < panels; p++) {
+        uint32_t *dst = (uint32_t *)(Ap + p * (Kp / 2) * MR * 2);
+        for (int64_t k0 = 0; k0 < Kp; k0 += 16) {
+            int64_t lim = K - k0, nq = (Kp - k0 < 16 ? Kp - k0 : 16) / 2;
+            __mmask16 m = lim >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << lim) - 1);
+            uint32_t pairs[MR][8];
+            for (int r = 0; r < MR; r++) {
+                int64_t row = p * MR + r;
+                __m512 v = row < M ? _mm512_maskz_loadu_ps(m, A + row * lda + k0) : _mm512_setzero_ps();
+                _mm256_storeu_si256((__m256i *)pairs[r], (__m256i)_mm512_cvtneps_pbh(v));
+            }
+            for (int64_t q = 0; q < nq; q++)
+                for (int r = 0; r < MR; r++) dst[(k0 / 2 + q) * MR + r] = pairs[r][q];
+        }
+    }
+}
+
+/* A given transposed: rows k and k+1 of At hold the panel's MR rows side by side */
+BF16_TARGET static void pack_at_native(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4,
+                                         19, 3, 18, 2, 17, 1, 16, 0);
+    const int64_t Kp = even(K), panels = (M + MR - 1) / MR;
+    for (int64_t p = 0; p < panels; p++) {
+        int64_t m0 = p * MR, lim = M - m0;
+        __mmask16 m = lim >= MR ? (__mmask16)((1u << MR) - 1) : (__mmask16)((1u << lim) - 1);
+        for (int64_t q = 0; q < Kp / 2; q++) {
+            int64_t k = 2 * q;
+            __m512 r0 = _mm512_maskz_loadu_ps(m, At + k * lda + m0);
+            __m512 r1 = k + 1 < K ? _mm512_maskz_loadu_ps(m, At + (k + 1) * lda + m0) : _mm512_setzero_ps();
+            __m512i v = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(r1, r0));
+            _mm512_mask_storeu_epi16(Ap + (p * (Kp / 2) + q) * MR * 2, (__mmask32)((1ull << (2 * MR)) - 1), v);
+        }
+    }
+}
+#endif
+
+void gd_bf16_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
+#ifdef GD_BF16_X86
+    if (gd_bf16_native()) {
+        pack_a_native(A, lda, M, K, Ap);
+        return;
+    }
+#endif
+    pack_strided(A, lda, 1, M, K, Ap);
+}
+
+void gd_bf16_pack_at(const float *At, int64_t lda, int64_t M, int64_t K, uint16_t *Ap) {
+#ifdef GD_BF16_X86
+    if (gd_bf16_native()) {
+        pack_at_native(At, lda, M, K, Ap);
+        return;
+    }
+#endif
+    pack_strided(At, 1, lda, M, K, Ap);
+}
 
 size_t gd_bf16_work_size(int64_t N, int64_t K) {
     int64_t nc = N < NC ? N : NC, kc = even(K) < KC ? even(K) : KC;
@@ -108,8 +170,6 @@ static void kernel_scalar(int64_t nq, const uint16_t *a, const uint16_t *b, floa
 }
 
 #ifdef GD_BF16_X86
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16")))
-
 BF16_TARGET static void pack_b_native(const float *B, int64_t ldb, int64_t K, int64_t N, int64_t k0, int64_t kc, int64_t n0,
                                       int64_t nc, uint16_t *Bp) {
     /* pairs (row k, row k+1) of 16 columns: cvtne2ps gives [bf16(r0) x16, bf16(r1) x16]; the
