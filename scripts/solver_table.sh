@@ -12,7 +12,7 @@
 #   scripts/solver_table.sh [sample|eval|report|all]   (default all)
 # Sizes: N (1000), N_MID (2000), DDPM_N (2000), NFES, SOLVERS, GUIDES, PART (500), THREADS (all
 # cores), QUARTERS (4), OUT, DOCS. Writes $DOCS/solvers.md and, with gnuplot, the FID and accuracy
-# plots $DOCS/images/solvers_{fid,accuracy}.png.
+# plots $DOCS/images/solvers_{fid,accuracy}.png; with scripts/time_to_quality.sh's table, when it has run.
 set -eu
 cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}
@@ -134,6 +134,10 @@ report() {
                 done
             done
         done
+        if [ -s "$OUT/time_to_quality.md" ]; then
+            echo
+            cat "$OUT/time_to_quality.md"
+        fi
     } >"$docs/solvers.md.tmp"
     mv "$docs/solvers.md.tmp" "$docs/solvers.md"
     echo "wrote $docs/solvers.md" >&2
