@@ -52,8 +52,12 @@ flags() { # row method scale
     echo "$f"
 }
 
+# METHODS="cls eds_ce" limits a sample/best stage to those methods (e.g. to redo the rows of one
+# retrained classifier while the other trains); the report always lists every method.
 methods() { # row
-    if [ "$1" = cond ]; then echo "none cls eds_ce eds_ect cfg"; else echo "none cls eds_ce eds_ect"; fi
+    if [ "$1" = cond ]; then all="none cls eds_ce eds_ect cfg"; else all="none cls eds_ce eds_ect"; fi
+    [ -n "${METHODS:-}" ] || { echo "$all"; return; }
+    for m in $all; do case " $METHODS " in *" $m "*) echo "$m" ;; esac; done
 }
 
 scales() { # method
@@ -297,7 +301,7 @@ case $STAGE in
     sample-sweep) SAMPLE_ONLY=1 sweep ;;
     eval-sweep) EVAL_ONLY=1 sweep ;;
     best) best ;;
-    report) report ;;
-    all) sweep; best; report ;;
+    report) METHODS=; report ;;
+    all) sweep; best; METHODS=; report ;;
     *) echo "usage: scripts/guidance_table.sh [sample-sweep|eval-sweep|best|report|all]" >&2; exit 2 ;;
 esac
