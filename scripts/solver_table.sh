@@ -15,23 +15,9 @@
 # plots $DOCS/images/solvers_{fid,accuracy}.png; with scripts/time_to_quality.sh's table, when it has run.
 set -eu
 cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}
-OUT=${OUT:-runs/solvers}
-N=${N:-1000}
-N_MID=${N_MID:-2000}
-DDPM_N=${DDPM_N:-2000}
-NFES=${NFES:-"5 8 10 15 20 25 50"}
-SOLVERS=${SOLVERS:-"ddim dpm++2m dpm++3m unipc"}
-GUIDES=${GUIDES:-"none eds cfg"}
-EDS_SCALE=${EDS_SCALE:-1}
-CFG_SCALE=${CFG_SCALE:-1.5}
+. scripts/solver_cells.sh
 PART=${PART:-500}
-QUARTERS=${QUARTERS:-4}
-T=${THREADS:-$(nproc)}
 STAGE=${1:-all}
-ECT=models/fashion_classifier_ect.safetensors
-REF=${REF:-$BIN/fashion_test_ref.safetensors}
-EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 case $STAGE in sample | eval | report | all) ;; *) echo "solver_table.sh: unknown stage '$STAGE' (sample, eval, report, all)" >&2; exit 2 ;; esac
 mkdir -p "$OUT/parts"
 . scripts/table_lib.sh
@@ -44,17 +30,7 @@ fail() {
     exit 1
 }
 
-gflags() { # guide
-    case $1 in
-        none) echo "--guidance none" ;;
-        eds) echo "--guidance entropy --classifier $ECT --scale $EDS_SCALE" ;;
-        cfg) echo "--guidance cfg --cfg-scale $CFG_SCALE" ;;
-    esac
-}
 
-cellsize() { # solver nfe
-    if [ "$1" = ddpm ]; then echo "$DDPM_N"; elif [ "$2" = 10 ] || [ "$2" = 20 ]; then echo "$N_MID"; else echo "$N"; fi
-}
 
 # one cell: parts of PART samples (each cached), merged, then scored; everything skipped when there.
 cell() { # solver guide nfe

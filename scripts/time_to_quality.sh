@@ -14,24 +14,10 @@
 # and solver_table.sh's N, N_MID, DDPM_N, NFES, SOLVERS, GUIDES, EDS_SCALE, CFG_SCALE, QUARTERS.
 set -eu
 cd "$(dirname "$0")/.."
-BIN=${BUILD:-build}
-OUT=${OUT:-runs/solvers}
-N=${N:-1000}
-N_MID=${N_MID:-2000}
-DDPM_N=${DDPM_N:-2000}
-NFES=${NFES:-"5 8 10 15 20 25 50"}
-SOLVERS=${SOLVERS:-"ddim dpm++2m dpm++3m unipc"}
-GUIDES=${GUIDES:-"none eds cfg"}
-EDS_SCALE=${EDS_SCALE:-1}
-CFG_SCALE=${CFG_SCALE:-1.5}
-QUARTERS=${QUARTERS:-4}
+. scripts/solver_cells.sh
 TIMED=${TIMED:-100}
 ROUNDS=${ROUNDS:-3}
 ADM=${ADM-"adm64 adm256"}
-T=${THREADS:-$(nproc)}
-ECT=models/fashion_classifier_ect.safetensors
-REF=${REF:-$BIN/fashion_test_ref.safetensors}
-EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 [ "$#" -eq 0 ] || { echo "time_to_quality.sh: no arguments (sizes come from the environment)" >&2; exit 2; }
 . scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] && [ -x "$BIN/ddpm-bench" ] || make
@@ -42,17 +28,7 @@ fail() {
     exit 1
 }
 
-cellsize() { # solver nfe
-    if [ "$1" = ddpm ]; then echo "$DDPM_N"; elif [ "$2" = 10 ] || [ "$2" = 20 ]; then echo "$N_MID"; else echo "$N"; fi
-}
 
-gflags() { # guide
-    case $1 in
-        none) echo "--guidance none" ;;
-        eds) echo "--guidance entropy --classifier $ECT --scale $EDS_SCALE" ;;
-        cfg) echo "--guidance cfg --cfg-scale $CFG_SCALE" ;;
-    esac
-}
 
 # FID of the first n samples of the DDPM-250 cell of guide g (the whole cell's when n is its size)
 ddpm_fid() { # guide n

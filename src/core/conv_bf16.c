@@ -173,16 +173,9 @@ static void gemm_fwd(const conv_geom *g, const float *x, const uint16_t *Ap, con
         for (int64_t n = 0; n < g->N; n++) {
             const float *B = x + n * CHW;
             if (!gd_conv_direct(g)) {
-                { /* each thread its share of the channels, in one call: a channel's rows depend on it
-                   * alone, and one call per channel recomputed the masks per channel (3.6 % of a
-                   * bf16 classifier gradient, perf) */
-                    int nt = omp_get_num_threads(), id = gd_thread_id();
-                    int64_t c0 = g->C * id / nt, c1 = g->C * (id + 1) / nt;
-                    conv_geom part = *g;
-                    part.C = c1 - c0, part.CKK = part.C * g->KH * g->KW;
-                    if (part.C > 0) gd_im2col_serial(&part, B + c0 * g->H * g->W, col + c0 * g->KH * g->KW * g->OHW, g->OHW);
-#pragma omp barrier
-                }
+                /* one call per channel recomputed the masks per channel (3.6 % of a bf16 classifier
+                 * gradient, perf) */
+                gd_im2col_team(g, B, col);
                 B = col;
             }
             float *out = y + n * g->O * g->OHW;

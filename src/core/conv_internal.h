@@ -44,6 +44,9 @@ size_t gd_conv_grad_work(const conv_geom *g, int team);
 /* col[(c*KH + ky)*KW + kx][ld-strided column oy*OW + ox] = x[c][oy*S - PH + ky][ox*S - PW + kx] for
  * one sample, serially (the caller owns the thread) */
 void gd_im2col_serial(const conv_geom *g, const float *x, float *col, int64_t ld);
+/* inside a parallel region: this thread's share of the channels of one sample's im2col (ld = OHW),
+ * in one call so the masks are computed once per thread, not per channel; then a barrier */
+void gd_im2col_team(const conv_geom *g, const float *x, float *col);
 /* dx[c] += col2im(col) for one sample, col rows ld apart, serially */
 void gd_col2im_serial(const conv_geom *g, const float *col, int64_t ld, float *dx);
 

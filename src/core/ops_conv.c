@@ -230,6 +230,15 @@ void gd_im2col_serial(const conv_geom *g, const float *x, float *col, int64_t ld
     for (int64_t r = 0; r < g->CKK; r++) im2col_row(g, x, r, col + r * ld);
 }
 
+void gd_im2col_team(const conv_geom *g, const float *x, float *col) {
+    int nt = omp_get_num_threads(), id = gd_thread_id();
+    int64_t c0 = g->C * id / nt, c1 = g->C * (id + 1) / nt;
+    conv_geom part = *g;
+    part.C = c1 - c0, part.CKK = part.C * g->KH * g->KW;
+    if (part.C > 0) gd_im2col_serial(&part, x + c0 * g->H * g->W, col + c0 * g->KH * g->KW * g->OHW, g->OHW);
+#pragma omp barrier
+}
+
 void gd_col2im_serial(const conv_geom *g, const float *col, int64_t ld, float *dx) {
 #ifdef GD_AVX512
     if (flat_ok(g)) {
