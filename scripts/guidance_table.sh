@@ -27,6 +27,9 @@ REF=${REF:-$BIN/fashion_test_ref.safetensors}
 EVALUATOR=${EVALUATOR:-models/fashion_evaluator.safetensors}
 CLS_SCALES=${CLS_SCALES:-"0.25 0.5 1 2 4 8 16 32"}
 CFG_SCALES=${CFG_SCALES:-"1.25 1.5 2 3 5 8 12 16 24"}
+for m in ${METHODS:-}; do
+    case $m in none | cls | eds_ce | eds_ect | cfg) ;; *) echo "guidance_table.sh: METHODS: unknown method '$m' (none cls eds_ce eds_ect cfg)" >&2; exit 2 ;; esac
+done
 mkdir -p "$OUT/parts"
 . scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] || make

@@ -19,12 +19,18 @@ TIMED=${TIMED:-100}
 ROUNDS=${ROUNDS:-3}
 ADM=${ADM-"adm64 adm256"}
 [ "$#" -eq 0 ] || { echo "time_to_quality.sh: no arguments (sizes come from the environment)" >&2; exit 2; }
+for v in TIMED ROUNDS N N_MID DDPM_N QUARTERS; do
+    eval "x=\$$v"
+    case $x in '' | *[!0-9]* | 0*) echo "time_to_quality.sh: $v must be a positive integer, not '$x'" >&2; exit 2 ;; esac
+done
 . scripts/table_lib.sh
 [ -x "$BIN/ddpm-sample" ] && [ -x "$BIN/ddpm-eval" ] && [ -x "$BIN/ddpm-npz" ] && [ -x "$BIN/ddpm-bench" ] || make
 mkdir -p "$OUT/parts" "$OUT/time"
 
+# called inside command substitutions too: stop the whole script, not just the subshell
 fail() {
     echo "time_to_quality.sh: $1 failed" >&2
+    kill -TERM $$ 2>/dev/null
     exit 1
 }
 
