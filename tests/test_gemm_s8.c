@@ -203,8 +203,9 @@ static void test_bounds(void) {
     munmap(bb, bl), munmap(cb, cl), munmap(xb, xl);
 }
 
-/* larger shapes: gd_gemm_s8 (the VNNI kernel here) and the scalar path give the same bits, and a
- * call split at a multiple of MR rows (as conv_s8.c tiles M) gives the whole call's */
+/* larger shapes: gd_gemm_s8 (the VNNI kernel here) and the scalar path give the same bits, a
+ * call split at a multiple of MR rows gives the whole call's, and so do tiles of rows and columns
+ * on a B packed whole in two column ranges (as conv_s8.c splits a sample over threads) */
 static void test_native(void) {
     if (!gd_s8_native()) {
         printf("    no AVX512-VNNI on this CPU: gd_gemm_s8 is the scalar path, nothing more to test\n");
@@ -222,7 +223,8 @@ static void test_native(void) {
         for (int64_t i = 0; i < M * K; i++) A[i] = (int8_t)((int64_t)(lcg(&s) % 255) - 127);
         for (int64_t i = 0; i < K * N; i++) B[i] = uniform(&s) * 4.0f + 1.0f;
         for (int64_t m = 0; m < M; m++) rs[m] = (1.0f + uniform(&s)) * 1e-4f, bias[m] = uniform(&s);
-        for (int64_t i = 0; i < M * N; i++) C1[i] = C2[i] = C3[i] = uniform(&s);
+        float *C4 = malloc(sizeof(float) * (size_t)(M * N));
+        for (int64_t i = 0; i < M * N; i++) C1[i] = C2[i] = C3[i] = C4[i] = uniform(&s);
         int32_t *rowsum = malloc(sizeof(int32_t) * (size_t)M);
         int8_t *Ap = malloc(gd_s8_packed_size(M, K));
         void *w = malloc(gd_s8_work_size(N, K));
@@ -234,8 +236,21 @@ static void test_native(void) {
         const int64_t m0 = 2 * GD_S8_MR, Kp = (K + 3) / 4 * 4;
         gd_gemm_s8(m0, N, K, Ap, rowsum, B, N, inv, zp, rs, bias, 1, C3, N, w);
         gd_gemm_s8(M - m0, N, K, Ap + m0 * Kp, rowsum + m0, B, N, inv, zp, rs + m0, bias + m0, 1, C3 + m0 * N, N, w);
-        int64_t d12 = 0, d13 = 0;
-        for (int64_t i = 0; i < M * N; i++) d12 += memcmp(&C1[i], &C2[i], sizeof(float)) != 0, d13 += memcmp(&C1[i], &C3[i], sizeof(float)) != 0;
+        uint8_t *Bp = malloc(gd_s8_packed_b_size(N, K));
+        const int64_t nsplit = (N / 2 + GD_S8_NR - 1) / GD_S8_NR * GD_S8_NR, tm = 3 * GD_S8_MR, tn = 5 * GD_S8_NR;
+        gd_s8_pack_b(B, N, K, nsplit, N - nsplit, inv, zp, Bp);
+        gd_s8_pack_b(B, N, K, 0, nsplit, inv, zp, Bp);
+        for (int64_t r = 0; r < M; r += tm)
+            for (int64_t n0 = 0; n0 < N; n0 += tn)
+                gd_gemm_s8_packed(M - r < tm ? M - r : tm, N - n0 < tn ? N - n0 : tn, K, Ap + r * Kp, rowsum + r, Bp, n0, zp, rs + r,
+                                  bias + r, 1, C4 + r * N + n0, N);
+        int64_t d12 = 0, d13 = 0, d14 = 0;
+        for (int64_t i = 0; i < M * N; i++)
+            d12 += memcmp(&C1[i], &C2[i], sizeof(float)) != 0, d13 += memcmp(&C1[i], &C3[i], sizeof(float)) != 0,
+                d14 += memcmp(&C1[i], &C4[i], sizeof(float)) != 0;
+        CHECK(d14 == 0, "%lldx%lldx%lld: tiles on the packed B differ in %lld elements", (long long)M, (long long)N, (long long)K,
+              (long long)d14);
+        free(C4), free(Bp);
         CHECK(d12 == 0, "%lldx%lldx%lld: native and scalar paths differ in %lld elements", (long long)M, (long long)N, (long long)K,
               (long long)d12);
         CHECK(d13 == 0, "%lldx%lldx%lld: split at row %lld differs in %lld elements", (long long)M, (long long)N, (long long)K,
@@ -248,6 +263,6 @@ GD_TEST_TABLE(gd_tests_gemm_s8) = {
     {"gemm_s8: u8 quantizer = the formula (ties to even, clamps, NaN, infinities, tails)", test_quantize},
     {"gemm_s8: C = the int64 GEMM of the quantized inputs + fmaf epilogue, exactly, both paths; row sums", test_exact},
     {"gemm_s8: partial panels touch nothing past B, C or the quantizer's input (guard pages)", test_bounds},
-    {"gemm_s8: AVX512-VNNI = scalar bit for bit on larger shapes; a split M gives the same bits", test_native},
+    {"gemm_s8: AVX512-VNNI = scalar bit for bit on larger shapes; a split M, and tiles on a B packed once, give the same bits", test_native},
     {NULL, NULL},
 };

@@ -43,9 +43,12 @@ int gd_conv_s8(const gd_tensor *t) {
     return (t->flags & GD_FLAG_PLANNED_S8) && w->quant && !w->grad;
 }
 
+/* the tiled path: the fp32 columns and B quantized and packed once per sample for all tiles */
+static size_t packed_floats(const conv_geom *g) { return floats_of(gd_s8_packed_b_size(g->OHW, g->CKK)); }
+
 size_t gd_conv_s8_work(const conv_geom *g, int team) {
     if (sample_parallel(g, team)) return (size_t)team * (col_floats(g) + floats_of(gd_s8_work_size(g->OHW, g->CKK)));
-    return col_floats(g) + (size_t)team * floats_of(gd_s8_work_size(TILE_N, g->CKK));
+    return col_floats(g) + packed_floats(g);
 }
 
 int gd_conv_s8_plan(gd_tensor *t, const conv_geom *g) {
@@ -97,25 +100,31 @@ void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const floa
         return;
     }
     float *col = work;
-    char *bws = (char *)(work + col_floats(g));
-    const size_t bsl = sizeof(float) * floats_of(gd_s8_work_size(TILE_N, g->CKK));
+    uint8_t *Bp = (uint8_t *)(work + col_floats(g));
     const int64_t tm = (g->O + TILE_M - 1) / TILE_M, tn = (g->OHW + TILE_N - 1) / TILE_N;
+    const int64_t panels = (g->OHW + GD_S8_NR - 1) / GD_S8_NR;
 #pragma omp parallel num_threads(team)
     {
-        void *bw = bws + (size_t)gd_thread_id() * bsl;
+        const int nt = omp_get_num_threads(), id = gd_thread_id();
+        const int64_t j0 = panels * id / nt, j1 = panels * (id + 1) / nt;
         for (int64_t n = 0; n < g->N; n++) {
             const float *B = x + n * CHW;
             if (!gd_conv_direct(g)) {
                 gd_im2col_team(g, B, col);
                 B = col;
             }
+            {
+                int64_t c0 = j0 * GD_S8_NR, c1 = j1 * GD_S8_NR < g->OHW ? j1 * GD_S8_NR : g->OHW;
+                gd_s8_pack_b(B, g->OHW, g->CKK, c0, c1 - c0, inv, zp, Bp);
+            }
+#pragma omp barrier
             float *out = y + n * g->O * g->OHW;
 #pragma omp for schedule(dynamic)
             for (int64_t k = 0; k < tm * tn; k++) {
                 int64_t m0 = k / tn * TILE_M, n0 = k % tn * TILE_N;
-                int64_t mt = g->O - m0 < TILE_M ? g->O - m0 : TILE_M, nt = g->OHW - n0 < TILE_N ? g->OHW - n0 : TILE_N;
-                gd_gemm_s8(mt, nt, g->CKK, Ap + m0 * Kp, rowsum + m0, B + n0, g->OHW, inv, zp, rs + m0, b ? b + m0 : NULL, 0,
-                           out + m0 * g->OHW + n0, g->OHW, bw);
+                int64_t mt = g->O - m0 < TILE_M ? g->O - m0 : TILE_M, nt2 = g->OHW - n0 < TILE_N ? g->OHW - n0 : TILE_N;
+                gd_gemm_s8_packed(mt, nt2, g->CKK, Ap + m0 * Kp, rowsum + m0, Bp, n0, zp, rs + m0, b ? b + m0 : NULL, 0,
+                                  out + m0 * g->OHW + n0, g->OHW);
             }
         }
     }

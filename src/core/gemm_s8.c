@@ -224,33 +224,66 @@ void gd_s8_quantize_u8(const float *x, int64_t n, float inv_scale, int zp, uint8
     for (int64_t i = 0; i < n; i++) dst[i] = quant1(x[i], inv_scale, zp);
 }
 
+/* the tiles of C for a packed B block of nc columns: every A panel past each NR-column panel */
+static void tiles(int native, int64_t M, int64_t nc, int64_t K, const int8_t *Ap, const int32_t *rowsum, const uint8_t *Bp,
+                  int zp, const float *rs, const float *bias, int accumulate, float *C, int64_t ldc) {
+    const int64_t Kp = k4(K), nq = Kp / 4, panels = (M + MR - 1) / MR;
+    for (int64_t p = 0; p < panels; p++) {
+        const int8_t *a = Ap + p * MR * Kp;
+        int64_t m0 = p * MR, mr = M - m0 < MR ? M - m0 : MR;
+        for (int64_t j = 0; j < (nc + NR - 1) / NR; j++) {
+            int64_t nr = nc - j * NR < NR ? nc - j * NR : NR;
+            float *c = C + m0 * ldc + j * NR;
+            const uint8_t *b = Bp + j * nq * NR * 4;
+            const float *bi = bias ? bias + m0 : NULL;
+#ifdef GD_S8_X86
+            if (native) kernel_native(nq, a, b, c, ldc, mr, nr, rowsum + m0, rs + m0, bi, zp, accumulate);
+            else
+#endif
+                kernel_scalar(nq, a, b, c, ldc, mr, nr, rowsum + m0, rs + m0, bi, zp, accumulate);
+        }
+    }
+}
+
+static void pack_b(int native, const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc, float inv, int zp, uint8_t *Bp) {
+#ifdef GD_S8_X86
+    if (native && zp >= 0 && zp <= 255) {
+        pack_b_native(B, ldb, K, n0, nc, inv, zp, Bp);
+        return;
+    }
+#endif
+    (void)native;
+    pack_b_scalar(B, ldb, K, n0, nc, inv, zp, Bp);
+}
+
 static void gemm(int native, int64_t M, int64_t N, int64_t K, const int8_t *Ap, const int32_t *rowsum, const float *B,
                  int64_t ldb, float inv, int zp, const float *rs, const float *bias, int accumulate, float *C, int64_t ldc,
                  uint8_t *Bp) {
-    const int64_t Kp = k4(K), nq = Kp / 4, panels = (M + MR - 1) / MR, ncb = block_cols(K);
+    const int64_t ncb = block_cols(K);
     if (M <= 0 || N <= 0) return;
     for (int64_t n0 = 0; n0 < N; n0 += ncb) {
         int64_t nc = N - n0 < ncb ? N - n0 : ncb;
-#ifdef GD_S8_X86
-        if (native && zp >= 0 && zp <= 255) pack_b_native(B, ldb, K, n0, nc, inv, zp, Bp);
-        else
-#endif
-            pack_b_scalar(B, ldb, K, n0, nc, inv, zp, Bp);
-        for (int64_t p = 0; p < panels; p++) {
-            const int8_t *a = Ap + p * MR * Kp;
-            int64_t m0 = p * MR, mr = M - m0 < MR ? M - m0 : MR;
-            for (int64_t j = 0; j < (nc + NR - 1) / NR; j++) {
-                int64_t nr = nc - j * NR < NR ? nc - j * NR : NR;
-                float *c = C + m0 * ldc + n0 + j * NR;
-                const uint8_t *b = Bp + j * nq * NR * 4;
-                const float *bi = bias ? bias + m0 : NULL;
-#ifdef GD_S8_X86
-                if (native) kernel_native(nq, a, b, c, ldc, mr, nr, rowsum + m0, rs + m0, bi, zp, accumulate);
-                else
-#endif
-                    kernel_scalar(nq, a, b, c, ldc, mr, nr, rowsum + m0, rs + m0, bi, zp, accumulate);
-            }
-        }
+        pack_b(native, B, ldb, K, n0, nc, inv, zp, Bp);
+        tiles(native, M, nc, K, Ap, rowsum, Bp, zp, rs, bias, accumulate, C + n0, ldc);
+    }
+}
+
+size_t gd_s8_packed_b_size(int64_t N, int64_t K) { return (size_t)((N + NR - 1) / NR * NR) * (size_t)k4(K); }
+
+void gd_s8_pack_b(const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc, float inv_scale, int zp, uint8_t *Bp) {
+    if (nc > 0) pack_b(gd_s8_native(), B, ldb, K, n0, nc, inv_scale, zp, Bp + (n0 / NR) * NR * k4(K));
+}
+
+/* the same column blocks as gemm(), so that a block of the packed B stays in L2 while the A
+ * panels pass it */
+void gd_gemm_s8_packed(int64_t M, int64_t N, int64_t K, const int8_t *Ap, const int32_t *rowsum, const uint8_t *Bp, int64_t n0,
+                       int zp, const float *row_scale, const float *bias, int accumulate, float *C, int64_t ldc) {
+    const int native = gd_s8_native();
+    const int64_t ncb = block_cols(K), Kp = k4(K);
+    if (M <= 0 || N <= 0) return;
+    for (int64_t n = 0; n < N; n += ncb) {
+        int64_t nc = N - n < ncb ? N - n : ncb;
+        tiles(native, M, nc, K, Ap, rowsum, Bp + (n0 + n) / NR * NR * Kp, zp, row_scale, bias, accumulate, C + n, ldc);
     }
 }
 

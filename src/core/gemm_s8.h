@@ -48,6 +48,18 @@ void gd_gemm_s8_scalar(int64_t M, int64_t N, int64_t K, const int8_t *Ap, const 
                        float inv_scale, int zp, const float *row_scale, const float *bias, int accumulate, float *C,
                        int64_t ldc, void *work);
 
+/* B quantized and packed whole, once, for several calls of gd_gemm_s8_packed (a conv splits C
+ * over threads in tiles of rows and columns; gd_gemm_s8 would quantize and pack B again for each
+ * tile of rows). Bytes for N columns K deep: */
+size_t gd_s8_packed_b_size(int64_t N, int64_t K);
+/* quantizes columns [n0, n0 + nc) of B (n0 a multiple of GD_S8_NR), as gd_gemm_s8 does, into
+ * their place in the whole packed B at Bp; threads may pack disjoint column ranges at once */
+void gd_s8_pack_b(const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc, float inv_scale, int zp, uint8_t *Bp);
+/* gd_gemm_s8 for columns [n0, n0 + N) of the packed B (n0 a multiple of GD_S8_NR): the same
+ * bits as gd_gemm_s8 on those columns of the float B; C points at column n0's output */
+void gd_gemm_s8_packed(int64_t M, int64_t N, int64_t K, const int8_t *Ap, const int32_t *rowsum, const uint8_t *Bp, int64_t n0,
+                       int zp, const float *row_scale, const float *bias, int accumulate, float *C, int64_t ldc);
+
 /* the quantizer alone: dst[i] = q of x[i] as above */
 void gd_s8_quantize_u8(const float *x, int64_t n, float inv_scale, int zp, uint8_t *dst);
 
