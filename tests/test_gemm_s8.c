@@ -259,10 +259,53 @@ static void test_native(void) {
     }
 }
 
+/* B packed straight from a conv's input = im2col (written out here, naively) then gd_s8_pack_b,
+ * byte for byte, over odd channel counts (K not a multiple of 4), kernel shapes, image sizes and
+ * column ranges that end inside a panel */
+static void test_pack_im2col(void) {
+    if (!gd_s8_native()) {
+        printf("    no AVX512-VNNI on this CPU: the fused pack does not apply (gd_s8_im2col_ok is 0)\n");
+        CHECK(!gd_s8_im2col_ok(16, 16, 3, 3, 1, 1), "fused pack claimed without VNNI");
+        return;
+    }
+    const int64_t shapes[][5] = {{3, 16, 16, 3, 3}, {5, 7, 32, 3, 3}, {2, 9, 16, 5, 5}, {3, 4, 48, 1, 7}, {6, 16, 16, 7, 1}};
+    CHECK(!gd_s8_im2col_ok(8, 8, 3, 3, 1, 1) && !gd_s8_im2col_ok(16, 16, 3, 3, 0, 0), "fused pack claimed for W 8 or VALID");
+    for (size_t c = 0; c < sizeof shapes / sizeof *shapes; c++) {
+        int64_t C = shapes[c][0], H = shapes[c][1], W = shapes[c][2], KH = shapes[c][3], KW = shapes[c][4];
+        int64_t PH = (KH - 1) / 2, PW = (KW - 1) / 2, K = C * KH * KW, N = H * W;
+        uint64_t s = 300 + c;
+        float *x = malloc(sizeof(float) * (size_t)(C * N)), *col = malloc(sizeof(float) * (size_t)(K * N));
+        for (int64_t i = 0; i < C * N; i++) x[i] = uniform(&s) * 3.0f - 1.0f;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t n = 0; n < N; n++) {
+                int64_t ch = k / (KH * KW), iy = n / W + k % (KH * KW) / KW - PH, ix = n % W + k % KW - PW;
+                col[k * N + n] = iy >= 0 && iy < H && ix >= 0 && ix < W ? x[ch * N + iy * W + ix] : 0.0f;
+            }
+        size_t bytes = gd_s8_packed_b_size(N, K);
+        uint8_t *p1 = malloc(bytes), *p2 = malloc(bytes);
+        memset(p1, 0xa5, bytes), memset(p2, 0x5a, bytes);
+        const float inv = 255.0f / 4.0f;
+        const int zp = 64;
+        const int64_t split = N / 3 / GD_S8_NR * GD_S8_NR; /* two ranges, as two threads pack them */
+        gd_s8_pack_b(col, N, K, 0, split, inv, zp, p1);
+        gd_s8_pack_b(col, N, K, split, N - split, inv, zp, p1);
+        int r1 = gd_s8_pack_b_im2col(x, H, W, KH, KW, PH, PW, K, 0, split, inv, zp, p2);
+        int r2 = gd_s8_pack_b_im2col(x, H, W, KH, KW, PH, PW, K, split, N - split, inv, zp, p2);
+        CHECK(r1 == 0 && r2 == 0, "%lldx%lldx%lld %lldx%lld: fused pack refused", (long long)C, (long long)H, (long long)W,
+              (long long)KH, (long long)KW);
+        size_t bad = 0;
+        for (size_t i = 0; i < bytes; i++) bad += p1[i] != p2[i];
+        CHECK(bad == 0, "%lldx%lldx%lld %lldx%lld: %zu of %zu packed bytes differ", (long long)C, (long long)H, (long long)W,
+              (long long)KH, (long long)KW, bad, bytes);
+        free(x), free(col), free(p1), free(p2);
+    }
+}
+
 GD_TEST_TABLE(gd_tests_gemm_s8) = {
     {"gemm_s8: u8 quantizer = the formula (ties to even, clamps, NaN, infinities, tails)", test_quantize},
     {"gemm_s8: C = the int64 GEMM of the quantized inputs + fmaf epilogue, exactly, both paths; row sums", test_exact},
     {"gemm_s8: partial panels touch nothing past B, C or the quantizer's input (guard pages)", test_bounds},
+    {"gemm_s8: B packed straight from a conv's input = im2col then pack, byte for byte", test_pack_im2col},
     {"gemm_s8: AVX512-VNNI = scalar bit for bit on larger shapes; a split M, and tiles on a B packed once, give the same bits", test_native},
     {NULL, NULL},
 };

@@ -22,6 +22,9 @@ static int64_t k4(int64_t k) { return (k + 3) & ~(int64_t)3; }
 /* the leaf's cache: packed weights | rowsum [O] int32 | row scale [O] float */
 static size_t cache_bytes(const conv_geom *g) { return pad64(gd_s8_packed_size(g->O, g->CKK)) + pad64(8 * (size_t)g->O); }
 
+/* the tiled path packs a "same" stride-1 conv's B straight from the input (gemm_s8.h) */
+static int fused(const conv_geom *g) { return g->S == 1 && !gd_conv_direct(g) && gd_s8_im2col_ok(g->H, g->W, g->KH, g->KW, g->PH, g->PW); }
+
 static size_t col_floats(const conv_geom *g) { return gd_conv_direct(g) ? 0 : gd_pad16((size_t)(g->CKK * g->OHW)); }
 static size_t floats_of(size_t bytes) { return gd_pad16((bytes + 3) / 4); }
 
@@ -48,7 +51,7 @@ static size_t packed_floats(const conv_geom *g) { return floats_of(gd_s8_packed_
 
 size_t gd_conv_s8_work(const conv_geom *g, int team) {
     if (sample_parallel(g, team)) return (size_t)team * (col_floats(g) + floats_of(gd_s8_work_size(g->OHW, g->CKK)));
-    return col_floats(g) + packed_floats(g);
+    return (fused(g) ? 0 : col_floats(g)) + packed_floats(g);
 }
 
 int gd_conv_s8_plan(gd_tensor *t, const conv_geom *g) {
@@ -99,8 +102,9 @@ void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const floa
         }
         return;
     }
+    const int fuse = fused(g);
     float *col = work;
-    uint8_t *Bp = (uint8_t *)(work + col_floats(g));
+    uint8_t *Bp = (uint8_t *)(work + (fuse ? 0 : col_floats(g)));
     const int64_t tm = (g->O + TILE_M - 1) / TILE_M, tn = (g->OHW + TILE_N - 1) / TILE_N;
     const int64_t panels = (g->OHW + GD_S8_NR - 1) / GD_S8_NR;
 #pragma omp parallel num_threads(team)
@@ -109,12 +113,14 @@ void gd_conv_s8_fwd(gd_tensor *t, const conv_geom *g, const float *x, const floa
         const int64_t j0 = panels * id / nt, j1 = panels * (id + 1) / nt;
         for (int64_t n = 0; n < g->N; n++) {
             const float *B = x + n * CHW;
-            if (!gd_conv_direct(g)) {
-                gd_im2col_team(g, B, col);
-                B = col;
-            }
-            {
-                int64_t c0 = j0 * GD_S8_NR, c1 = j1 * GD_S8_NR < g->OHW ? j1 * GD_S8_NR : g->OHW;
+            int64_t c0 = j0 * GD_S8_NR, c1 = j1 * GD_S8_NR < g->OHW ? j1 * GD_S8_NR : g->OHW;
+            if (fuse) {
+                gd_s8_pack_b_im2col(B, g->H, g->W, g->KH, g->KW, g->PH, g->PW, g->CKK, c0, c1 - c0, inv, zp, Bp);
+            } else {
+                if (!gd_conv_direct(g)) {
+                    gd_im2col_team(g, B, col);
+                    B = col;
+                }
                 gd_s8_pack_b(B, g->OHW, g->CKK, c0, c1 - c0, inv, zp, Bp);
             }
 #pragma omp barrier

@@ -162,6 +162,49 @@ S8_TARGET static void pack_b_native(const float *B, int64_t ldb, int64_t K, int6
     }
 }
 
+/* pack_b_native with B the im2col of a stride-1 conv whose output is its input's size, read
+ * from the input itself: W a multiple of 16 puts each 16 columns in one output row, so a column
+ * group of a row k = (c, ky, kx) is one masked load of input row oy + ky - PH at x offset
+ * kx - PW, its out-of-image lanes zero as im2col's padding is. The same bytes as im2col then
+ * pack_b_native, without writing and reading back the float columns. */
+S8_TARGET static void pack_b_im2col_native(const float *x, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH,
+                                           int64_t PW, int64_t K, int64_t n0, int64_t nc, float inv, int zp, uint8_t *Bp) {
+    const int64_t nq = k4(K) / 4, panels = (nc + NR - 1) / NR, KK = KH * KW;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i vzp = _mm512_set1_epi32(zp);
+    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    for (int64_t q = 0; q < nq; q++) {
+        const float *plane[4];
+        int64_t dy[4], dx[4];
+        for (int i = 0; i < 4; i++) {
+            int64_t k = 4 * q + i;
+            plane[i] = k < K ? x + k / KK * H * W : NULL;
+            dy[i] = k % KK / KW - PH, dx[i] = k % KW - PW;
+        }
+        int64_t oy = n0 / W, ox = n0 % W;
+        for (int64_t j = 0; j < panels; j++) {
+            uint8_t *d = Bp + (j * nq + q) * NR * 4;
+            for (int h = 0; h < NR / 16; h++, ox += 16) {
+                if (ox >= W) ox = 0, oy++;
+                int64_t lim = nc - (j * NR + h * 16);
+                __mmask16 m = lim >= 16 ? (__mmask16)0xffff : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1);
+                __m512i v[4];
+                for (int i = 0; i < 4; i++) {
+                    int64_t iy = oy + dy[i], ix = ox + dx[i];
+                    __mmask16 mi = 0;
+                    if (plane[i] && iy >= 0 && iy < H) {
+                        int64_t lo = ix < 0 ? -ix : 0, hi = W - ix < 16 ? W - ix : 16; /* lanes inside the row */
+                        mi = hi > lo ? m & (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+                    }
+                    v[i] = quant16(mi ? _mm512_maskz_loadu_ps(mi, plane[i] + iy * W + ix) : _mm512_setzero_ps(), vinv, vzp);
+                }
+                __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
+                _mm512_storeu_si512(d + h * 64, _mm512_shuffle_epi8(w, tr));
+            }
+        }
+    }
+}
+
 typedef int32_t i32_alias __attribute__((may_alias, aligned(1)));
 
 /* GCC 12 spills most of the 24 accumulators when they are __m512i (the intrinsic's casts to and
@@ -272,6 +315,23 @@ size_t gd_s8_packed_b_size(int64_t N, int64_t K) { return (size_t)((N + NR - 1) 
 
 void gd_s8_pack_b(const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc, float inv_scale, int zp, uint8_t *Bp) {
     if (nc > 0) pack_b(gd_s8_native(), B, ldb, K, n0, nc, inv_scale, zp, Bp + (n0 / NR) * NR * k4(K));
+}
+
+int gd_s8_im2col_ok(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH, int64_t PW) {
+    /* same size out as in at stride 1: OH = H + 2 PH - KH + 1 = H */
+    return gd_s8_native() && W % 16 == 0 && 2 * PH == KH - 1 && 2 * PW == KW - 1 && PW < 16 && H > 0;
+}
+
+int gd_s8_pack_b_im2col(const float *x, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH, int64_t PW, int64_t K, int64_t n0,
+                        int64_t nc, float inv_scale, int zp, uint8_t *Bp) {
+    if (!gd_s8_im2col_ok(H, W, KH, KW, PH, PW) || zp < 0 || zp > 255 || n0 % NR) return -1;
+#ifdef GD_S8_X86
+    if (nc > 0) pack_b_im2col_native(x, H, W, KH, KW, PH, PW, K, n0, nc, inv_scale, zp, Bp + (n0 / NR) * NR * k4(K));
+    return 0;
+#else
+    (void)x, (void)K, (void)nc, (void)inv_scale, (void)Bp;
+    return -1;
+#endif
 }
 
 /* the same column blocks as gemm(), so that a block of the packed B stays in L2 while the A

@@ -60,6 +60,14 @@ void gd_s8_pack_b(const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc
 void gd_gemm_s8_packed(int64_t M, int64_t N, int64_t K, const int8_t *Ap, const int32_t *rowsum, const uint8_t *Bp, int64_t n0,
                        int zp, const float *row_scale, const float *bias, int accumulate, float *C, int64_t ldc);
 
+/* gd_s8_pack_b of the im2col of a stride-1 conv whose output has its input's size (2 PH = KH - 1,
+ * 2 PW = KW - 1), read from the input x (C planes of H x W, C KH KW = K rows) without the float
+ * columns: the same bytes. Only with the VNNI kernel and W a multiple of 16 (gd_s8_im2col_ok);
+ * -1 (nothing written) where it does not apply, 0 when packed. */
+int gd_s8_im2col_ok(int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH, int64_t PW);
+int gd_s8_pack_b_im2col(const float *x, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t PH, int64_t PW, int64_t K, int64_t n0,
+                        int64_t nc, float inv_scale, int zp, uint8_t *Bp);
+
 /* the quantizer alone: dst[i] = q of x[i] as above */
 void gd_s8_quantize_u8(const float *x, int64_t n, float inv_scale, int zp, uint8_t *dst);
 
