@@ -299,13 +299,31 @@ static void test_pack_im2col(void) {
               (long long)KH, (long long)KW, bad, bytes);
         free(x), free(col), free(p1), free(p2);
     }
+    /* the padding lanes read nothing outside the input: a 3x3 and a 1x7 conv over an input that
+     * starts right after an inaccessible page, and again over one that ends right before one */
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(map != MAP_FAILED, "mmap");
+    if (map == MAP_FAILED) return;
+    mprotect(map, pg, PROT_NONE);
+    mprotect(map + 3 * pg, pg, PROT_NONE);
+    const int64_t H = 2, W = 16, n = H * W;
+    float *xs[2] = {(float *)(map + pg), (float *)(map + 3 * pg) - n};
+    uint8_t Bp[64 * 32 * 2];
+    for (int e = 0; e < 2; e++) {
+        for (int64_t i = 0; i < n; i++) xs[e][i] = (float)i;
+        CHECK(gd_s8_packed_b_size(n, 9) <= sizeof Bp, "packed size");
+        CHECK(!gd_s8_pack_b_im2col(xs[e], H, W, 3, 3, 1, 1, 9, 0, n, 1.0f, 0, Bp), "3x3 refused");
+        CHECK(!gd_s8_pack_b_im2col(xs[e], H, W, 1, 7, 0, 3, 7, 0, n, 1.0f, 0, Bp), "1x7 refused");
+    }
+    munmap(map, 4 * pg);
 }
 
 GD_TEST_TABLE(gd_tests_gemm_s8) = {
     {"gemm_s8: u8 quantizer = the formula (ties to even, clamps, NaN, infinities, tails)", test_quantize},
     {"gemm_s8: C = the int64 GEMM of the quantized inputs + fmaf epilogue, exactly, both paths; row sums", test_exact},
     {"gemm_s8: partial panels touch nothing past B, C or the quantizer's input (guard pages)", test_bounds},
-    {"gemm_s8: B packed straight from a conv's input = im2col then pack, byte for byte", test_pack_im2col},
+    {"gemm_s8: B packed straight from a conv's input = im2col then pack, byte for byte; no read outside the input", test_pack_im2col},
     {"gemm_s8: AVX512-VNNI = scalar bit for bit on larger shapes; a split M, and tiles on a B packed once, give the same bits", test_native},
     {NULL, NULL},
 };

@@ -1,7 +1,9 @@
 /* The conv2d forward of a W8A8 weight leaf (gd_quant, set by the model loader for a file that
  * ddpm-quantize wrote): im2col (or the 1x1 direct operand) in fp32, quantized to u8 per tensor as
- * the GEMM packs it, times the int8 weights on gemm_s8.c (VNNI), int32 sums dequantized per output
- * channel with the bias added in the GEMM's epilogue. Winograd is not used: its transforms would
+ * it is packed, times the int8 weights on gemm_s8.c (VNNI), int32 sums dequantized per output
+ * channel with the bias added in the GEMM's epilogue. A sample split over threads is packed once
+ * for all its tiles, and a stride-1 same-size conv of width a multiple of 16 is packed from the
+ * input itself, without the float im2col (gd_s8_pack_b_im2col: the same bytes). Winograd is not used: its transforms would
  * multiply the quantization error (the transformed inputs span 4x the range per tile), so the
  * 3x3 layers take im2col here and pay 2.25x the multiplies for 4x the throughput per multiply.
  * The weights are packed once, at the first compute, into the weight leaf's cache (with each

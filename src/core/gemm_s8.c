@@ -133,15 +133,24 @@ S8_TARGET static inline __m512i quant16(__m512 x, __m512 inv, __m512i vzp) {
     return _mm512_add_epi32(_mm512_maskz_cvtps_epi32(ok, _mm512_min_ps(y, hi)), vzp);
 }
 
+/* the first lim of 16 lanes (none for lim <= 0) */
+static inline __mmask16 lanes(int64_t lim) { return lim >= 16 ? (__mmask16)0xffff : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1); }
+
+/* four rows' 16 quantized columns to the panel layout: after the packs each 128-bit lane holds
+ * four columns as [r0 x4, r1 x4, r2 x4, r3 x4]; the shuffle transposes it to the columns' four
+ * k-bytes */
+S8_TARGET static inline void store_group(const __m512i v[4], uint8_t *d) {
+    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
+    __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
+    _mm512_storeu_si512(d, _mm512_shuffle_epi8(w, tr));
+}
+
 /* zp in [0, 255]: INT_MIN + zp does not wrap */
 S8_TARGET static void pack_b_native(const float *B, int64_t ldb, int64_t K, int64_t n0, int64_t nc, float inv, int zp,
                                     uint8_t *Bp) {
     const int64_t nq = k4(K) / 4, panels = (nc + NR - 1) / NR;
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512i vzp = _mm512_set1_epi32(zp);
-    /* after the packs each 128-bit lane holds four columns as [r0 x4, r1 x4, r2 x4, r3 x4]; this
-     * transposes it to the columns' four k-bytes */
-    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     /* k outer, so that B is read along its rows */
     for (int64_t q = 0; q < nq; q++) {
         int64_t k = 4 * q;
@@ -150,13 +159,12 @@ S8_TARGET static void pack_b_native(const float *B, int64_t ldb, int64_t K, int6
         for (int64_t j = 0; j < panels; j++) {
             uint8_t *d = Bp + (j * nq + q) * NR * 4;
             for (int h = 0; h < NR / 16; h++) {
-                int64_t n = j * NR + h * 16, lim = nc - n;
-                __mmask16 m = lim >= 16 ? (__mmask16)0xffff : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1);
+                int64_t n = j * NR + h * 16;
+                __mmask16 m = lanes(nc - n);
                 __m512i v[4];
                 for (int i = 0; i < 4; i++)
                     v[i] = quant16(rows[i] ? _mm512_maskz_loadu_ps(m, rows[i] + n) : _mm512_setzero_ps(), vinv, vzp);
-                __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
-                _mm512_storeu_si512(d + h * 64, _mm512_shuffle_epi8(w, tr));
+                store_group(v, d + h * 64);
             }
         }
     }
@@ -172,7 +180,6 @@ S8_TARGET static void pack_b_im2col_native(const float *x, int64_t H, int64_t W,
     const int64_t nq = k4(K) / 4, panels = (nc + NR - 1) / NR, KK = KH * KW;
     const __m512 vinv = _mm512_set1_ps(inv);
     const __m512i vzp = _mm512_set1_epi32(zp);
-    const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
     for (int64_t q = 0; q < nq; q++) {
         const float *plane[4];
         int64_t dy[4], dx[4];
@@ -186,20 +193,18 @@ S8_TARGET static void pack_b_im2col_native(const float *x, int64_t H, int64_t W,
             uint8_t *d = Bp + (j * nq + q) * NR * 4;
             for (int h = 0; h < NR / 16; h++, ox += 16) {
                 if (ox >= W) ox = 0, oy++;
-                int64_t lim = nc - (j * NR + h * 16);
-                __mmask16 m = lim >= 16 ? (__mmask16)0xffff : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1);
+                __mmask16 m = lanes(nc - (j * NR + h * 16));
                 __m512i v[4];
                 for (int i = 0; i < 4; i++) {
                     int64_t iy = oy + dy[i], ix = ox + dx[i];
                     __mmask16 mi = 0;
                     if (plane[i] && iy >= 0 && iy < H) {
-                        int64_t lo = ix < 0 ? -ix : 0, hi = W - ix < 16 ? W - ix : 16; /* lanes inside the row */
-                        mi = hi > lo ? m & (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1)) : 0;
+                        /* the lanes inside the row: [-ix, W - ix) */
+                        mi = m & lanes(W - ix) & (__mmask16)~lanes(-ix);
                     }
                     v[i] = quant16(mi ? _mm512_maskz_loadu_ps(mi, plane[i] + iy * W + ix) : _mm512_setzero_ps(), vinv, vzp);
                 }
-                __m512i w = _mm512_packus_epi16(_mm512_packs_epi32(v[0], v[1]), _mm512_packs_epi32(v[2], v[3]));
-                _mm512_storeu_si512(d + h * 64, _mm512_shuffle_epi8(w, tr));
+                store_group(v, d + h * 64);
             }
         }
     }
